@@ -1,0 +1,126 @@
+//! The captured maps: per layer `[heads, query, key]` f32 softmax weights plus
+//! the tokens they are drawn over. Everything downstream (analysis, rendering,
+//! files) reads a `Capture`, never a tensor.
+
+use candle_core::Tensor;
+
+use crate::error::{Error, Result};
+use crate::hooks::{ActivationCache, HookFilter, HookKind, HookPoint};
+use crate::model::{ArchInfo, AttentionModel};
+use crate::tokenize::Encoded;
+
+/// Attention patterns of one run over one input.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub input: Encoded,
+    pub layers: usize,
+    pub heads: usize,
+    pub seq: usize,
+    /// Decoder attention: keys after the query are masked (exactly 0).
+    pub causal: bool,
+    /// `[heads * seq * seq]` for each captured layer, `None` for layers not kept.
+    layer_maps: Vec<Option<Vec<f32>>>,
+}
+
+/// The output of one forward pass: the capture, other hook values, and the last hidden states.
+pub struct Run {
+    pub capture: Capture,
+    pub cache: ActivationCache,
+    pub hidden: Tensor,
+}
+
+impl Capture {
+    /// Run `model` on `input`, keeping the patterns of `layers` (all when `None`)
+    /// and any other hook kinds in `extra`.
+    pub fn run(model: &dyn AttentionModel, input: &Encoded, layers: Option<Vec<usize>>, extra: &[HookKind]) -> Result<Run> {
+        let info = model.info();
+        if let Some(wanted) = &layers {
+            for &layer in wanted {
+                check_layer(info, layer)?;
+            }
+        }
+        let mut kinds = vec![HookKind::Pattern];
+        kinds.extend(extra.iter().copied().filter(|k| *k != HookKind::Pattern));
+        let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() });
+        let hidden = model.forward(input, &mut cache)?;
+        let seq = input.len();
+        let mut layer_maps = vec![None; info.layers];
+        for (layer, slot) in layer_maps.iter_mut().enumerate() {
+            if let Some(pattern) = cache.get(HookPoint::new(layer, HookKind::Pattern)) {
+                *slot = Some(pattern.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps };
+        capture.check_finite()?;
+        Ok(Run { capture, cache, hidden })
+    }
+
+    /// Build a capture from plain numbers (a dump read back, a test).
+    pub fn from_dense(input: Encoded, layers: usize, heads: usize, causal: bool, values: Vec<f32>) -> Result<Self> {
+        let seq = input.len();
+        let per_layer = heads * seq * seq;
+        if values.len() != layers * per_layer {
+            return Err(Error::Input(format!(
+                "attention has {} values but [{layers}, {heads}, {seq}, {seq}] needs {}",
+                values.len(),
+                layers * per_layer
+            )));
+        }
+        let layer_maps = values.chunks(per_layer).map(|c| Some(c.to_vec())).collect();
+        Ok(Capture { input, layers, heads, seq, causal, layer_maps })
+    }
+
+    /// One head's map, `[query, key]` row-major, if its layer was captured.
+    pub fn head(&self, layer: usize, head: usize) -> Option<&[f32]> {
+        let per_head = self.seq * self.seq;
+        let maps = self.layer_maps.get(layer)?.as_ref()?;
+        maps.get(head * per_head..(head + 1) * per_head)
+    }
+
+    /// Every head of every layer, `[layers, heads, query, key]`, if all layers were captured.
+    pub fn dense(&self) -> Option<Vec<f32>> {
+        let mut all = Vec::with_capacity(self.layers * self.heads * self.seq * self.seq);
+        for maps in &self.layer_maps {
+            all.extend_from_slice(maps.as_ref()?);
+        }
+        Some(all)
+    }
+
+    pub fn tokens(&self) -> &[String] {
+        &self.input.tokens
+    }
+
+    /// Refuse NaN/inf: such a map must be reported, never drawn or saved.
+    pub fn check_finite(&self) -> Result<()> {
+        let per_head = self.seq * self.seq;
+        for (layer, maps) in self.layer_maps.iter().enumerate() {
+            let Some(maps) = maps else { continue };
+            if let Some(index) = maps.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFinite {
+                    layer,
+                    head: index / per_head,
+                    query: index % per_head / self.seq,
+                    key: index % self.seq,
+                    value: maps[index],
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `layer` must name a layer of the model.
+pub fn check_layer(info: &ArchInfo, layer: usize) -> Result<()> {
+    if layer >= info.layers {
+        return Err(Error::LayerOutOfRange { layer, count: info.layers });
+    }
+    Ok(())
+}
+
+/// `head` must name a query head of the model.
+pub fn check_head(info: &ArchInfo, head: usize) -> Result<()> {
+    if head >= info.heads {
+        return Err(Error::HeadOutOfRange { head, count: info.heads });
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The command line: clap types only, no model or tensor types.
+
+use std::path::PathBuf;
+
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render::Colormap;
+use crate::source::DEFAULT_MODEL;
+
+const ABOUT: &str = "See what a transformer's attention heads look at: capture every head's softmax(QK^T/sqrt d) weights and draw them over your tokens.";
+
+const LONG_ABOUT: &str = "\
+See what a transformer's attention heads look at.
+
+attnmap runs a pretrained model through candle, captures every head's
+softmax(QK^T/sqrt d) weights (the same numbers transformers returns with
+output_attentions=True) and draws the maps you ask for.
+
+A map shows where one head's weights go; it says nothing about the values
+those weights mix or how layers combine. With hundreds of heads, some map will
+always seem to support a theory: look at many, and check before you conclude.";
+
+const EXAMPLES: &str = "\
+Examples:
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3
+  attnmap show --file review.txt --layer 0 --head 7 -o head7.png
+  echo \"The cat sat\" | attnmap - --layer 2 --head 1 -o - > map.png
+  attnmap dump \"The WhirlyGigs arrived broken\" --out maps/
+  attnmap info --model ./my-bert-folder
+
+Layers and heads count from 0, as in transformers.";
+
+#[derive(Debug, Parser)]
+#[command(name = "attnmap", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Print nothing on stderr but errors and warnings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Draw one head's map (the default: `attnmap TEXT --layer L --head H` means `attnmap show ...`).
+    Show(ShowArgs),
+    /// Write every head's map to a folder: attention.npy, manifest.json, heads/*.png, grid.png.
+    Dump(DumpArgs),
+    /// Describe a model: architecture, layers, heads, max positions, where it was loaded from.
+    Info(InfoArgs),
+}
+
+/// Which model to load.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// A Hugging Face repo id (read from the HF cache first; HF_HOME, HF_HUB_CACHE,
+    /// HF_HUB_OFFLINE, HF_TOKEN and HF_ENDPOINT are honoured) or a local model folder
+    /// (config.json, tokenizer.json, model.safetensors or pytorch_model.bin).
+    #[arg(short, long, default_value = DEFAULT_MODEL, value_name = "ID|PATH")]
+    pub model: String,
+
+    /// Branch, tag or commit of a Hub model.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+}
+
+/// What text to run.
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// The text to tokenize; '-' reads it from stdin.
+    #[arg(value_name = "TEXT", required_unless_present = "file", conflicts_with = "file")]
+    pub text: Option<String>,
+
+    /// Read the text from a file instead.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// A second sentence, encoded as a pair (BERT's [SEP] and token_type_ids), as BERT was trained.
+    #[arg(long, value_name = "TEXT")]
+    pub pair: Option<String>,
+}
+
+/// How numbers become colours.
+#[derive(Debug, Clone, Args)]
+pub struct StyleArgs {
+    /// Colormap of the heatmaps (perceptually uniform ones first).
+    #[arg(long, default_value = "viridis", value_parser = PossibleValuesParser::new(Colormap::NAMES))]
+    pub colormap: String,
+
+    /// Colour range: `auto` spans 0 to each map's own maximum (faint patterns stay visible;
+    /// the colour bar shows the range), `fixed` spans 0 to 1 (maps compare at a glance).
+    #[arg(long, value_enum, default_value_t = ScaleArg::Auto)]
+    pub scale: ScaleArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScaleArg {
+    Auto,
+    Fixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Png,
+    Npy,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Layer to draw, from 0 (`attnmap info` lists the range).
+    #[arg(short, long)]
+    pub layer: Option<usize>,
+
+    /// Head to draw, from 0.
+    #[arg(short = 'H', long)]
+    pub head: Option<usize>,
+
+    /// Output file; the format follows the extension (.png, .npy, .json). '-' writes to
+    /// stdout. Default: MODEL_L{layer}_H{head}.png in the current folder.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Output format, overriding the extension (needed for '-o -' when not PNG).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Folder to create. It is built beside itself and renamed into place when complete.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Replace DIR if it exists and is not empty (its old content is removed only once the new dump is complete).
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Subcommand names, so `attnmap TEXT …` can default to `show`.
+pub const SUBCOMMANDS: &[&str] = &["show", "dump", "info", "help"];
+
+/// Insert `show` when the first argument is not a subcommand or a top-level flag.
+pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let top_level = ["-h", "--help", "-V", "--version"];
+    let first_word = args.iter().skip(1).find(|a| !matches!(a.to_str(), Some("-q" | "--quiet")));
+    let needs_show = match first_word.and_then(|a| a.to_str()) {
+        None => false,
+        Some(word) => !SUBCOMMANDS.contains(&word) && !top_level.contains(&word),
+    };
+    if needs_show {
+        args.insert(1, "show".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(args: &[&str]) -> Vec<std::ffi::OsString> {
+        args.iter().map(|a| a.into()).collect()
+    }
+
+    #[test]
+    fn show_is_the_default_subcommand() {
+        assert_eq!(with_default_subcommand(words(&["attnmap", "hi", "--layer", "1"]))[1], "show");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "--layer", "1", "hi"]))[1], "show");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "dump", "hi"]))[1], "dump");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "--help"]))[1], "--help");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "-q", "dump"]))[2], "dump");
+        let cli = Cli::try_parse_from(with_default_subcommand(words(&["attnmap", "hi", "--layer", "5", "--head", "3"]))).unwrap();
+        match cli.command {
+            Command::Show(args) => assert_eq!((args.layer, args.head, args.input.text.as_deref()), (Some(5), Some(3), Some("hi"))),
+            other => panic!("{other:?}"),
+        }
+    }
+}

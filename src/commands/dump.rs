@@ -1,0 +1,222 @@
+//! `attnmap dump`: every head of a model to a folder with a stable layout.
+//!
+//! ```text
+//! DIR/attention.npy          float32, C order, [layers, heads, seq, seq]
+//! DIR/manifest.json          model, revision, weights sha256, tokens, ids, files
+//! DIR/heads/L{ll}_H{hh}.png  one heatmap per head
+//! DIR/grid.png               every head at a glance (layers x heads)
+//! ```
+//! The folder is built as a hidden sibling and renamed into place when
+//! complete, so an interrupted dump never leaves a half folder at DIR.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::capture::Capture;
+use crate::cli::{DumpArgs, ScaleArg};
+use crate::error::{Error, Result};
+use crate::output::{npy_f32, write_file};
+use crate::render::{self, Colormap, GridOptions, Mask};
+
+use super::{encode, heatmap, model_name, open_model};
+
+/// Version of the dump layout; bumped only when a script reading dumps would break.
+pub const LAYOUT_VERSION: u32 = 1;
+
+pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
+    let target = args.out.clone();
+    let parent = check_target(&target, args.force)?;
+    let session = open_model(&args.model, quiet)?;
+    let input = encode(&session, &args.input)?;
+    let model = session.loaded.model.as_ref();
+    let weights: Vec<PathBuf> = session.files.weights.files().iter().map(|p| p.to_path_buf()).collect();
+    // Hash the weights while the model runs: the manifest needs it and it is I/O-bound.
+    let (run, hashes) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| weights.iter().map(|p| weights_sha256(p)).collect::<Result<Vec<_>>>());
+        let run = Capture::run(model, &input, None, &[]);
+        let hashes = hashing.join().unwrap_or_else(|_| Err(Error::Input("hashing the weights failed".into())));
+        (run, hashes)
+    });
+    let capture = run?.capture;
+    let hashes = hashes?;
+    let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{}.attnmap-", target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+        .tempdir_in(&parent)
+        .map_err(|e| Error::output(&target, format!("cannot create a folder beside it: {e}")))?;
+    let root = staging.path();
+    crate::output::make_folder_readable(root).map_err(|e| Error::output(&target, e))?;
+    let heads_dir = root.join("heads");
+    fs::create_dir(&heads_dir).map_err(|e| Error::output(&heads_dir, e))?;
+
+    let name = model_name(&session.files);
+    let jobs: Vec<(usize, usize)> = (0..capture.layers).flat_map(|l| (0..capture.heads).map(move |h| (l, h))).collect();
+    let progress = progress_bar(jobs.len() as u64 + 1, quiet);
+    let mut files = vec!["attention.npy".to_string()];
+    let head_files: Vec<String> = jobs
+        .par_iter()
+        .map(|&(layer, head)| {
+            let title = format!("{name} · layer {layer} · head {head}");
+            let bytes = heatmap(&capture, layer, head, &title, &args.style)?;
+            let file = format!("heads/L{layer:02}_H{head:02}.png");
+            write_file(&root.join(&file), &bytes)?;
+            progress.inc(1);
+            Ok(file)
+        })
+        .collect::<Result<_>>()?;
+    files.extend(head_files);
+
+    let grid_title = format!("{name} · every head · {} tokens", capture.seq);
+    let grid = render::grid_png(
+        &dense,
+        capture.layers,
+        capture.heads,
+        capture.seq,
+        &GridOptions {
+            title: &grid_title,
+            colormap: Colormap::from_name(&args.style.colormap).unwrap_or(Colormap::Viridis),
+            scale_per_head: args.style.scale == ScaleArg::Auto,
+            mask: if capture.causal { Mask::Causal } else { Mask::None },
+            ..GridOptions::default()
+        },
+    )?;
+    write_file(&root.join("grid.png"), &grid)?;
+    files.push("grid.png".into());
+    progress.inc(1);
+    write_file(&root.join("attention.npy"), &npy_f32(&[capture.layers, capture.heads, capture.seq, capture.seq], &dense))?;
+    files.push("manifest.json".into());
+
+    let files_meta = &session.files;
+    let manifest = json!({
+        "attnmap_version": env!("CARGO_PKG_VERSION"),
+        "layout_version": LAYOUT_VERSION,
+        "model": files_meta.id,
+        "source": files_meta.describe(),
+        "revision": files_meta.revision,
+        "commit": files_meta.commit,
+        "weights": weights.iter().zip(&hashes).map(|(path, sha)| json!({
+            "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "sha256": sha,
+        })).collect::<Vec<_>>(),
+        "weights_sha256": hashes.first(),
+        "architecture": session.loaded.model_type,
+        "layers": capture.layers,
+        "heads": capture.heads,
+        "kv_heads": model.info().kv_heads,
+        "causal": capture.causal,
+        "seq_len": capture.seq,
+        "text": capture.input.text,
+        "pair": capture.input.pair,
+        "ids": capture.input.ids,
+        "type_ids": capture.input.type_ids,
+        "tokens": capture.input.tokens,
+        "truncated_tokens": capture.input.dropped,
+        "attention": {
+            "file": "attention.npy",
+            "dtype": "float32",
+            "order": "C",
+            "shape": [capture.layers, capture.heads, capture.seq, capture.seq],
+            "axes": ["layer", "head", "query", "key"],
+            "hook": "blocks.{layer}.attn.hook_pattern",
+        },
+        "files": files,
+    });
+    let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::output("manifest.json", e))?;
+    text.push('\n');
+    write_file(&root.join("manifest.json"), text.as_bytes())?;
+
+    publish(staging, &target)?;
+    progress.finish_and_clear();
+    if !quiet {
+        eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), jobs.len(), capture.seq);
+    }
+    Ok(())
+}
+
+/// Refuse a non-empty DIR without --force and a missing parent; returns the parent.
+fn check_target(target: &Path, force: bool) -> Result<PathBuf> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::output(target, format!("its parent folder {} does not exist; create it first", parent.display())));
+    }
+    if target.exists() {
+        if !target.is_dir() {
+            return Err(Error::output(target, "exists and is not a folder; choose another --out"));
+        }
+        let non_empty = fs::read_dir(target).map_err(|e| Error::output(target, e))?.next().is_some();
+        if non_empty && !force {
+            return Err(Error::output(target, "exists and is not empty; choose another --out, or pass --force to replace it"));
+        }
+    }
+    Ok(parent)
+}
+
+/// Move the finished dump into place; an old folder is removed only after the new one is there.
+fn publish(staging: tempfile::TempDir, target: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| Error::output(target, format!("cannot move the finished dump into place: {e}"));
+    let mut old = None;
+    if target.exists() {
+        let aside = target.with_file_name(format!(
+            ".{}.attnmap-old-{}",
+            target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            std::process::id()
+        ));
+        fs::rename(target, &aside).map_err(fail)?;
+        old = Some(aside);
+    }
+    let built = staging.keep();
+    if let Err(e) = fs::rename(&built, target) {
+        if let Some(aside) = &old {
+            let _ = fs::rename(aside, target);
+        }
+        let _ = fs::remove_dir_all(&built);
+        return Err(fail(e));
+    }
+    if let Some(aside) = old {
+        fs::remove_dir_all(&aside).map_err(|e| Error::output(&aside, format!("the new dump is in place but the old one could not be removed: {e}")))?;
+    }
+    Ok(())
+}
+
+/// sha256 of a weight file; a Hugging Face cache blob is already named by it.
+fn weights_sha256(path: &Path) -> Result<String> {
+    if let Ok(target) = fs::read_link(path) {
+        if let Some(name) = target.file_name().and_then(|n| n.to_str()) {
+            if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Ok(name.to_ascii_lowercase());
+            }
+        }
+    }
+    let mut file = fs::File::open(path).map_err(|e| Error::model_file(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).map_err(|e| Error::model_file(path, e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(crate::source::hex(&hasher.finalize()))
+}
+
+fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} maps {elapsed}") {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,27 @@
+//! `attnmap info`: what a model is and which layers and heads it has.
+
+use crate::cli::InfoArgs;
+use crate::error::Result;
+
+use super::open_model;
+
+pub fn run(args: &InfoArgs, quiet: bool) -> Result<()> {
+    let session = open_model(&args.model, quiet)?;
+    let info = session.loaded.model.info();
+    let files = &session.files;
+    let mut out = String::new();
+    out += &format!("model          {}\n", files.id);
+    if let Some(revision) = &files.revision {
+        out += &format!("revision       {revision}{}\n", files.commit.as_deref().map(|c| format!(" ({c})")).unwrap_or_default());
+    }
+    out += &format!("loaded from    {}\n", files.dir.display());
+    out += &format!("architecture   {} ({})\n", session.loaded.model_type, if info.causal { "decoder, causal attention" } else { "encoder, bidirectional attention" });
+    out += &format!("layers         {} (--layer 0-{})\n", info.layers, info.layers - 1);
+    out += &format!("query heads    {} per layer (--head 0-{})\n", info.heads, info.heads - 1);
+    out += &format!("kv heads       {}\n", info.kv_heads);
+    out += &format!("head dim       {}\n", info.head_dim);
+    out += &format!("hidden size    {}\n", info.hidden);
+    out += &format!("max positions  {}\n", info.max_positions);
+    out += &format!("vocab size     {}\n", info.vocab_size);
+    crate::output::write_stdout(out.as_bytes())
+}

@@ -1,0 +1,106 @@
+//! One file per subcommand: load -> capture -> analyse -> render -> write.
+//! This file holds the steps they share.
+
+pub mod dump;
+pub mod info;
+pub mod show;
+
+use std::io::Read;
+
+use crate::cli::{InputArgs, ModelArgs, ScaleArg, StyleArgs};
+use crate::capture::Capture;
+use crate::error::{Error, Result};
+use crate::model::{self, Loaded};
+use crate::render::{self, Colormap, HeatmapOptions, Mask, Scale};
+use crate::source::{self, HubEnv, ModelFiles};
+use crate::tokenize::Encoded;
+
+/// A resolved and loaded model.
+pub struct Session {
+    pub files: ModelFiles,
+    pub loaded: Loaded,
+}
+
+/// Resolve `--model`, load it, and say on stderr where it came from.
+pub fn open_model(args: &ModelArgs, quiet: bool) -> Result<Session> {
+    let mut env = HubEnv::from_env()?;
+    env.progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let files = source::resolve(&args.model, &args.revision, &env)?;
+    if !quiet {
+        eprintln!("attnmap: {}", files.describe());
+    }
+    let loaded = model::load(&files)?;
+    Ok(Session { files, loaded })
+}
+
+/// The text (and pair) the user gave: argument, '-' for stdin, or --file.
+pub fn read_input(args: &InputArgs) -> Result<(String, Option<String>)> {
+    let text = match (&args.text, &args.file) {
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Input(format!("cannot read --file {}: {e}", path.display())))?,
+        (Some(dash), None) if dash == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Error::Input(format!("cannot read the text from stdin: {e}")))?;
+            text
+        }
+        (Some(text), None) => text.clone(),
+        (None, None) => return Err(Error::Usage("give a TEXT, '-' for stdin, or --file PATH".into())),
+    };
+    // One trailing line ending comes from `echo` or an editor, not from the user's text.
+    let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    Ok((text.to_string(), args.pair.clone()))
+}
+
+/// Tokenize the input with the model's tokenizer, warning when truncation drops tokens.
+pub fn encode(session: &Session, args: &InputArgs) -> Result<Encoded> {
+    let (text, pair) = read_input(args)?;
+    let encoded = session.loaded.tokenizer.encode(&text, pair.as_deref())?;
+    if encoded.dropped > 0 {
+        let max = session.loaded.tokenizer.max_len();
+        eprintln!(
+            "attnmap: warning: the input has {} tokens but this model reads at most {max}; the last {} were dropped (as transformers does with truncation=True, max_length={max})",
+            encoded.len() + encoded.dropped,
+            encoded.dropped
+        );
+    }
+    Ok(encoded)
+}
+
+/// The model's short name, for titles and file names.
+pub fn model_name(files: &ModelFiles) -> String {
+    let trimmed = files.id.trim_end_matches(['/', '\\']);
+    let last = trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed);
+    if last.is_empty() || last == "." || last == ".." {
+        files.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+    } else {
+        last.to_string()
+    }
+}
+
+/// Render one head of a capture as a PNG heatmap.
+pub fn heatmap(capture: &Capture, layer: usize, head: usize, title: &str, style: &StyleArgs) -> Result<Vec<u8>> {
+    let values = capture
+        .head(layer, head)
+        .ok_or_else(|| Error::Input(format!("layer {layer} was not captured")))?;
+    let colormap = Colormap::from_name(&style.colormap).unwrap_or(Colormap::Viridis);
+    let scale = match style.scale {
+        ScaleArg::Auto => Scale::zero_to_max(values),
+        ScaleArg::Fixed => Scale::Range { min: 0.0, max: 1.0 },
+    };
+    let truncated = if capture.input.dropped > 0 { format!(" (truncated, {} dropped)", capture.input.dropped) } else { String::new() };
+    let subtitle = format!("{} tokens{truncated} · attention weights only: not what the values carry", capture.seq);
+    let labels = capture.tokens();
+    let options = HeatmapOptions {
+        title,
+        subtitle: Some(&subtitle),
+        row_labels: labels,
+        col_labels: labels,
+        colormap,
+        scale,
+        mask: if capture.causal { Mask::Causal } else { Mask::None },
+        colorbar_label: "attention weight",
+    };
+    Ok(render::heatmap_png(values, capture.seq, capture.seq, &options)?)
+}

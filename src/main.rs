@@ -1,0 +1,27 @@
+//! The attnmap binary: parse, dispatch, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use attnmap::cli::{with_default_subcommand, Cli, Command};
+use attnmap::commands;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // A bug must still end in one readable line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("attnmap: internal error: {info}; please report this with the command you ran");
+    }));
+    let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
+    let result = match &cli.command {
+        Command::Show(args) => commands::show::run(args, cli.quiet),
+        Command::Dump(args) => commands::dump::run(args, cli.quiet),
+        Command::Info(args) => commands::info::run(args, cli.quiet),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("attnmap: error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! One attention map as a labelled PNG heatmap: queries down, keys across.
+
+use super::canvas::{Canvas, Orientation};
+use super::colorbar::{self, Colorbar};
+use super::colormap::Colormap;
+use super::matrix::{self, Axis, Matrix};
+use super::style::{
+    BACKGROUND, CAPTION_PX, INK, LABEL_MAX_WIDTH, LABEL_PX, MARGIN, MUTED_INK, RULE, SUBTITLE_PX,
+    TICK_GAP, TICK_LEN, TITLE_PX,
+};
+use super::text::Text;
+use super::RenderError;
+
+pub use super::scale::{Mask, Scale};
+
+/// Pixels per cell for short sequences: big enough to read, small enough
+/// that a 20-token map stays a reasonable picture.
+const MAX_CELL_PX: u32 = 36;
+/// Cells shrink so a side of the heatmap stays near this many pixels...
+const TARGET_SIDE_PX: u32 = 1024;
+/// ...and past one pixel per token, never grows beyond this (cells are pooled).
+const MAX_SIDE_PX: u32 = 2048;
+const CAPTION_GAP: u32 = 10;
+const HEADER_GAP: u32 = 16;
+const COLORBAR_GAP: u32 = 28;
+
+/// What to draw around the numbers. Labels are one per token, or empty to use
+/// token indices.
+#[derive(Debug, Clone, Copy)]
+pub struct HeatmapOptions<'a> {
+    pub title: &'a str,
+    pub subtitle: Option<&'a str>,
+    /// One per query token (rows).
+    pub row_labels: &'a [String],
+    /// One per key token (columns).
+    pub col_labels: &'a [String],
+    pub colormap: Colormap,
+    pub scale: Scale,
+    pub mask: Mask,
+    pub colorbar_label: &'a str,
+}
+
+impl Default for HeatmapOptions<'_> {
+    fn default() -> Self {
+        HeatmapOptions {
+            title: "",
+            subtitle: None,
+            row_labels: &[],
+            col_labels: &[],
+            colormap: Colormap::default(),
+            scale: Scale::default(),
+            mask: Mask::None,
+            colorbar_label: "attention weight",
+        }
+    }
+}
+
+/// Where things land in a heatmap picture, so callers (and tests) can find cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Size of the whole PNG.
+    pub width: u32,
+    pub height: u32,
+    /// Top-left pixel of the heatmap area (query 0, key 0).
+    pub heatmap_x: u32,
+    pub heatmap_y: u32,
+    pub heatmap_width: u32,
+    pub heatmap_height: u32,
+    pub rows: usize,
+    pub cols: usize,
+    /// Pixels per key token; 0 when there are more keys than the picture has
+    /// room for and neighbouring keys share a pixel (showing their maximum).
+    pub cell_width: u32,
+    /// Pixels per query token; 0 when queries share pixels, as above.
+    pub cell_height: u32,
+    row_axis: Axis,
+    col_axis: Axis,
+}
+
+impl Layout {
+    /// The pixel at the middle of cell (`row`, `col`), in whole-image coordinates.
+    pub fn cell_centre(&self, row: usize, col: usize) -> (u32, u32) {
+        (
+            self.heatmap_x + self.col_axis.pixel_of(col),
+            self.heatmap_y + self.row_axis.pixel_of(row),
+        )
+    }
+}
+
+/// Everything measured before painting, shared by [`layout`] and [`heatmap_png`].
+struct Plan {
+    layout: Layout,
+    title: String,
+    subtitle: Option<String>,
+    /// `(token index, text to draw)`, thinned so no two overlap.
+    row_labels: Vec<(usize, String)>,
+    col_labels: Vec<(usize, String)>,
+    col_label_length: u32,
+    colorbar: Colorbar,
+    colorbar_x: u32,
+    colorbar_height: u32,
+}
+
+/// The picture's geometry for a `rows` x `cols` map with these options.
+pub fn layout(rows: usize, cols: usize, opts: &HeatmapOptions) -> Result<Layout, RenderError> {
+    check_shape(rows, cols, opts)?;
+    let text = Text::new()?;
+    Ok(plan(rows, cols, opts, &text).layout)
+}
+
+/// Renders one attention map. `values` is row-major `[rows, cols]`: row `q`
+/// holds query token `q`'s weights over every key token.
+pub fn heatmap_png(
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+    opts: &HeatmapOptions,
+) -> Result<Vec<u8>, RenderError> {
+    check_shape(rows, cols, opts)?;
+    if values.len() != rows * cols {
+        return Err(RenderError::ShapeMismatch {
+            shape: format!("[{rows} queries, {cols} keys]"),
+            expected: rows * cols,
+            got: values.len(),
+        });
+    }
+    opts.scale.validate()?;
+    if let Some((row, col)) = matrix::first_non_finite(values, cols, opts.mask) {
+        return Err(RenderError::NonFinite { row, col });
+    }
+
+    let mut text = Text::new()?;
+    let plan = plan(rows, cols, opts, &text);
+    let layout = &plan.layout;
+    let mut canvas = Canvas::new(layout.width, layout.height, BACKGROUND);
+
+    draw_header(
+        &mut canvas,
+        &mut text,
+        &plan.title,
+        plan.subtitle.as_deref(),
+    );
+
+    let (x, y) = (layout.heatmap_x, layout.heatmap_y);
+    let (width, height) = (layout.heatmap_width, layout.heatmap_height);
+    let scale = opts.scale;
+    let colormap = opts.colormap;
+    let matrix = Matrix {
+        values,
+        rows: layout.row_axis,
+        cols: layout.col_axis,
+        mask: opts.mask,
+    };
+    matrix::paint(&mut canvas, x, y, &matrix, colormap.mask_rgb(), |value| {
+        colormap.rgb(scale.normalise(value))
+    });
+    canvas.frame_around(
+        i64::from(x),
+        i64::from(y),
+        i64::from(width),
+        i64::from(height),
+        RULE,
+    );
+
+    let offset = label_offset();
+    for (row, label) in &plan.row_labels {
+        let centre = i64::from(y) + layout.row_axis.centre(*row).floor() as i64;
+        canvas.fill(
+            i64::from(x) - 1 - i64::from(TICK_LEN),
+            centre,
+            i64::from(TICK_LEN),
+            1,
+            RULE,
+        );
+        let bitmap = text.render(label, LABEL_PX);
+        let label_width = text.measure(label, LABEL_PX).ceil() as i64;
+        let left = i64::from(x) - i64::from(offset) - label_width;
+        let top = centre - i64::from(bitmap.height / 2);
+        canvas.draw_text(&bitmap, left, top, INK, Orientation::Horizontal);
+    }
+    let below = i64::from(y + height);
+    for (col, label) in &plan.col_labels {
+        let centre = i64::from(x) + layout.col_axis.centre(*col).floor() as i64;
+        canvas.fill(centre, below + 1, 1, i64::from(TICK_LEN), RULE);
+        let bitmap = text.render(label, LABEL_PX);
+        let left = centre - i64::from(bitmap.height / 2);
+        // Upright text reads bottom to top, so its end sits next to the
+        // heatmap and long labels grow away from it, as in matplotlib.
+        let top = below + i64::from(offset);
+        canvas.draw_text(&bitmap, left, top, INK, Orientation::Up);
+    }
+
+    let query = text.render("query", CAPTION_PX);
+    let query_top = i64::from(y) + (i64::from(height) - i64::from(query.width)) / 2;
+    canvas.draw_text(&query, i64::from(MARGIN), query_top, INK, Orientation::Up);
+    let key = text.render("key", CAPTION_PX);
+    let key_left = i64::from(x) + (i64::from(width) - i64::from(key.width)) / 2;
+    let key_top = below + i64::from(offset + plan.col_label_length + CAPTION_GAP);
+    canvas.draw_text(&key, key_left, key_top, INK, Orientation::Horizontal);
+
+    plan.colorbar.draw(
+        &mut canvas,
+        &mut text,
+        plan.colorbar_x,
+        y,
+        plan.colorbar_height,
+    );
+    canvas.into_png()
+}
+
+fn check_shape(rows: usize, cols: usize, opts: &HeatmapOptions) -> Result<(), RenderError> {
+    if rows == 0 || cols == 0 {
+        return Err(RenderError::Empty {
+            shape: format!("[{rows} queries, {cols} keys]"),
+        });
+    }
+    for (axis, labels, expected) in [
+        ("query", opts.row_labels, rows),
+        ("key", opts.col_labels, cols),
+    ] {
+        if !labels.is_empty() && labels.len() != expected {
+            return Err(RenderError::LabelCount {
+                axis,
+                expected,
+                got: labels.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Gap between the heatmap and its token labels. At least half a label line,
+/// so the last query label (centred on a thin row, overhanging it) can never
+/// reach down into the key labels under the heatmap.
+pub(super) fn label_offset() -> u32 {
+    (TICK_LEN + TICK_GAP).max((LABEL_PX / 2.0).ceil() as u32)
+}
+
+/// Height of the title block (title and optional subtitle), 0 without a title.
+pub(super) fn header_height(title: &str, subtitle: Option<&str>) -> u32 {
+    let mut height = 0;
+    if !title.is_empty() {
+        height += TITLE_PX.ceil() as u32;
+    }
+    if subtitle.is_some() {
+        height += 4 + SUBTITLE_PX.ceil() as u32;
+    }
+    height
+}
+
+/// Width of the title block, which may be wider than the picture below it.
+pub(super) fn header_width(text: &Text, title: &str, subtitle: Option<&str>) -> u32 {
+    let title_width = text.measure(title, TITLE_PX);
+    let subtitle_width = subtitle.map_or(0.0, |s| text.measure(s, SUBTITLE_PX));
+    title_width.max(subtitle_width).ceil() as u32
+}
+
+/// Title and subtitle at the top left; the caller has already shortened them.
+pub(super) fn draw_header(
+    canvas: &mut Canvas,
+    text: &mut Text,
+    title: &str,
+    subtitle: Option<&str>,
+) {
+    let mut y = MARGIN;
+    if !title.is_empty() {
+        let bitmap = text.render(title, TITLE_PX);
+        canvas.draw_text(
+            &bitmap,
+            i64::from(MARGIN),
+            i64::from(y),
+            INK,
+            Orientation::Horizontal,
+        );
+        y += TITLE_PX.ceil() as u32 + 4;
+    }
+    if let Some(subtitle) = subtitle {
+        let bitmap = text.render(subtitle, SUBTITLE_PX);
+        canvas.draw_text(
+            &bitmap,
+            i64::from(MARGIN),
+            i64::from(y),
+            MUTED_INK,
+            Orientation::Horizontal,
+        );
+    }
+}
+
+/// Token labels to draw along an axis: every `step`-th, so neighbours never overlap.
+pub(super) fn thinned_labels(text: &Text, axis: Axis, labels: &[String]) -> Vec<(usize, String)> {
+    // Two pixels of leading: labels that touch are legible but hard to scan.
+    let step = axis.label_step(LABEL_PX + 2.0);
+    (0..axis.cells)
+        .step_by(step)
+        .map(|index| {
+            let raw = labels
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| index.to_string());
+            (index, text.label(&raw, LABEL_PX, LABEL_MAX_WIDTH))
+        })
+        .collect()
+}
+
+fn cell_px(tokens: usize) -> u32 {
+    (TARGET_SIDE_PX / tokens.max(1) as u32).clamp(1, MAX_CELL_PX)
+}
+
+fn plan(rows: usize, cols: usize, opts: &HeatmapOptions, text: &Text) -> Plan {
+    let row_axis = Axis::new(rows, cell_px(rows), MAX_SIDE_PX);
+    let col_axis = Axis::new(cols, cell_px(cols), MAX_SIDE_PX);
+
+    let row_labels = thinned_labels(text, row_axis, opts.row_labels);
+    let col_labels = thinned_labels(text, col_axis, opts.col_labels);
+    let widest = |labels: &[(usize, String)]| {
+        labels
+            .iter()
+            .map(|(_, label)| text.measure(label, LABEL_PX).ceil() as u32)
+            .max()
+            .unwrap_or(0)
+    };
+    let row_label_width = widest(&row_labels);
+    let col_label_length = widest(&col_labels);
+
+    let caption_width = CAPTION_PX.ceil() as u32;
+    let heatmap_x = MARGIN + caption_width + CAPTION_GAP + row_label_width + label_offset();
+    let title = text.label(opts.title, TITLE_PX, 1600.0);
+    let subtitle = opts.subtitle.map(|s| text.label(s, SUBTITLE_PX, 1600.0));
+    let heatmap_y = MARGIN + header_height(&title, subtitle.as_deref()) + HEADER_GAP;
+
+    let colorbar = Colorbar {
+        colormap: opts.colormap,
+        ticks: opts.scale.ticks(),
+        label: opts.colorbar_label.to_string(),
+    };
+    let colorbar_x = heatmap_x + col_axis.pixels + COLORBAR_GAP;
+    let colorbar_height = row_axis.pixels.max(colorbar::MIN_HEIGHT);
+
+    let header_width = header_width(text, &title, subtitle.as_deref());
+    let width = (colorbar_x + colorbar.width(text)).max(MARGIN + header_width) + MARGIN;
+    let key_caption_bottom = heatmap_y
+        + row_axis.pixels
+        + label_offset()
+        + col_label_length
+        + CAPTION_GAP
+        + caption_width;
+    let colorbar_bottom = heatmap_y + colorbar_height + Colorbar::overhang();
+    let height = key_caption_bottom.max(colorbar_bottom) + MARGIN;
+
+    Plan {
+        layout: Layout {
+            width,
+            height,
+            heatmap_x,
+            heatmap_y,
+            heatmap_width: col_axis.pixels,
+            heatmap_height: row_axis.pixels,
+            rows,
+            cols,
+            cell_width: col_axis.cell_px(),
+            cell_height: row_axis.cell_px(),
+            row_axis,
+            col_axis,
+        },
+        title,
+        subtitle,
+        row_labels,
+        col_labels,
+        col_label_length,
+        colorbar,
+        colorbar_x,
+        colorbar_height,
+    }
+}

@@ -1,0 +1,108 @@
+//! Text to token ids, the way transformers does it for attention inspection:
+//! the model's own tokenizer.json, padding off, truncation at the model's
+//! maximum length (`truncation=True, max_length=...`, longest-first for pairs).
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+
+/// One tokenized input: what the model sees and what the axes are labelled with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub text: String,
+    pub pair: Option<String>,
+    pub ids: Vec<u32>,
+    /// Segment ids (BERT's token_type_ids): 0 for the first text, 1 for the pair.
+    pub type_ids: Vec<u32>,
+    /// The tokenizer's token strings (`convert_ids_to_tokens`).
+    pub tokens: Vec<String>,
+    /// How many tokens truncation removed (0 when the input fit).
+    pub dropped: usize,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A model's tokenizer, set up for attention capture.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    path: PathBuf,
+    max_len: usize,
+}
+
+impl TextTokenizer {
+    /// Load `tokenizer.json`, turn padding off and truncate at `max_len` tokens.
+    pub fn from_file(path: &Path, max_len: usize) -> Result<Self> {
+        let inner = Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            message: format!("cannot be loaded ({e}); it must be a Hugging Face fast-tokenizer tokenizer.json"),
+        })?;
+        Self::new(inner, path.to_path_buf(), max_len)
+    }
+
+    /// Wrap an already-built tokenizer (e.g. one made from GGUF metadata).
+    pub fn new(mut inner: Tokenizer, path: PathBuf, max_len: usize) -> Result<Self> {
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::Tokenizer { path: path.clone(), message: format!("cannot set truncation: {e}") })?;
+        Ok(Self { inner, path, max_len })
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Tokenize a text (and optional second segment) with special tokens.
+    pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
+        if text.trim().is_empty() {
+            return Err(Error::Input("the text is empty; pass some text as an argument, with --file PATH, or on stdin with '-'".into()));
+        }
+        if pair.is_some_and(|p| p.trim().is_empty()) {
+            return Err(Error::Input("--pair is empty; give the second sentence or leave --pair out".into()));
+        }
+        let fail = |e: tokenizers::Error| Error::Tokenizer { path: self.path.clone(), message: format!("cannot encode the text: {e}") };
+        let encoding = match pair {
+            Some(p) => self.inner.encode((text, p), true),
+            None => self.inner.encode(text, true),
+        }
+        .map_err(fail)?;
+        let mut dropped = 0;
+        if encoding.len() >= self.max_len {
+            // Count what truncation removed by encoding once more without it.
+            let mut untruncated = self.inner.clone();
+            untruncated.with_truncation(None).map_err(fail)?;
+            let full = match pair {
+                Some(p) => untruncated.encode((text, p), true),
+                None => untruncated.encode(text, true),
+            }
+            .map_err(fail)?;
+            dropped = full.len().saturating_sub(encoding.len());
+        }
+        if encoding.is_empty() {
+            return Err(Error::Input("the text produced no tokens; pass some text".into()));
+        }
+        Ok(Encoded {
+            text: text.to_string(),
+            pair: pair.map(str::to_string),
+            ids: encoding.get_ids().to_vec(),
+            type_ids: encoding.get_type_ids().to_vec(),
+            tokens: encoding.get_tokens().to_vec(),
+            dropped,
+        })
+    }
+}

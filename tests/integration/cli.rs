@@ -1,0 +1,260 @@
+//! The binary as a user runs it: outputs, the dump layout, and every bad input
+//! ending in one clear line and exit 2.
+
+use std::path::Path;
+
+use attnmap::output::read_npy_f32;
+
+use crate::helpers::{assert_clean_failure, attnmap, fixtures, minilm_dir, stderr, tiny_bert_dir};
+
+fn model_arg(dir: &Path) -> String {
+    dir.to_str().unwrap().to_string()
+}
+
+#[test]
+fn show_writes_png_npy_and_json_of_one_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_arg(&minilm_dir());
+    for ext in ["png", "npy", "json"] {
+        let out = dir.path().join(format!("map.{ext}"));
+        let output = attnmap(&["The WhirlyGigs arrived broken", "--layer", "5", "--head", "3", "--model", &model, "-o", out.to_str().unwrap()], &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(out.is_file(), "{ext}");
+    }
+    let png = image::open(dir.path().join("map.png")).unwrap();
+    assert!(png.width() > 200 && png.height() > 200);
+    let (shape, values) = read_npy_f32(&std::fs::read(dir.path().join("map.npy")).unwrap()).unwrap();
+    assert_eq!(shape, vec![10, 10]);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("map.json")).unwrap()).unwrap();
+    assert_eq!(json["tokens"][0], "[CLS]");
+    assert_eq!(json["layer"], 5);
+    let first_row: Vec<f32> = json["attention"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(first_row, values[..10].to_vec(), "json and npy carry the same numbers");
+}
+
+#[test]
+fn show_default_name_and_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_arg(&tiny_bert_dir());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"))
+        .args(["the cat sat", "--layer", "1", "--head", "2", "--model", &model])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.path().join("tiny-bert_L01_H02.png").is_file());
+    assert!(stderr(&output).contains("tiny-bert_L01_H02.png"));
+
+    let output = attnmap(&["the cat sat", "--layer", "1", "--head", "2", "--model", &model, "-o", "-"], &[]);
+    assert!(output.status.success());
+    assert!(output.stdout.starts_with(b"\x89PNG"));
+    let output = attnmap(&["the cat sat", "--layer", "1", "--head", "2", "--model", &model, "-o", "-", "--format", "npy"], &[]);
+    assert_eq!(read_npy_f32(&output.stdout).unwrap().0, vec![5, 5]);
+}
+
+#[test]
+fn text_from_stdin_and_file_equal_the_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_arg(&tiny_bert_dir());
+    let text_file = dir.path().join("text.txt");
+    std::fs::write(&text_file, "the red cat sat on the mat\n").unwrap();
+    let from_arg = attnmap(&["the red cat sat on the mat", "-l", "0", "-H", "1", "--model", &model, "-o", "-", "--format", "npy"], &[]);
+    let from_file = attnmap(&["--file", text_file.to_str().unwrap(), "-l", "0", "-H", "1", "--model", &model, "-o", "-", "--format", "npy"], &[]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"))
+        .args(["-", "-l", "0", "-H", "1", "--model", &model, "-o", "-", "--format", "npy"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"the red cat sat on the mat\n").unwrap();
+    let from_stdin = child.wait_with_output().unwrap();
+    assert!(from_arg.status.success() && from_file.status.success() && from_stdin.status.success());
+    assert_eq!(from_arg.stdout, from_file.stdout);
+    assert_eq!(from_arg.stdout, from_stdin.stdout);
+}
+
+#[test]
+fn dump_writes_the_documented_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dump");
+    let model = model_arg(&minilm_dir());
+    let output = attnmap(&["dump", "The WhirlyGigs arrived broken", "--out", out.to_str().unwrap(), "--model", &model], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["layers"], 6);
+    assert_eq!(manifest["heads"], 12);
+    assert_eq!(manifest["seq_len"], 10);
+    assert_eq!(manifest["architecture"], "bert");
+    assert_eq!(manifest["weights_sha256"], "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db");
+    assert_eq!(manifest["ids"].as_array().unwrap().len(), 10);
+    assert_eq!(manifest["tokens"][0], "[CLS]");
+    assert_eq!(manifest["text"], "The WhirlyGigs arrived broken");
+    let (shape, values) = read_npy_f32(&std::fs::read(out.join("attention.npy")).unwrap()).unwrap();
+    assert_eq!(shape, vec![6, 12, 10, 10]);
+    assert_eq!(values.len(), 7200);
+    for layer in 0..6 {
+        for head in 0..12 {
+            assert!(out.join(format!("heads/L{layer:02}_H{head:02}.png")).is_file());
+        }
+    }
+    assert!(out.join("grid.png").is_file());
+    let listed: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(listed.len(), 72 + 3);
+    for file in listed {
+        assert!(out.join(file).is_file(), "manifest lists missing {file}");
+    }
+    // No staging folder is left beside the dump.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name() != "dump").collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A second dump into the same folder is refused and leaves it untouched.
+    let before = std::fs::read(out.join("attention.npy")).unwrap();
+    let again = attnmap(&["dump", "other text", "--out", out.to_str().unwrap(), "--model", &model], &[]);
+    assert_clean_failure(&again, "--force");
+    assert_eq!(std::fs::read(out.join("attention.npy")).unwrap(), before);
+    // --force replaces it.
+    let forced = attnmap(&["dump", "other text", "--out", out.to_str().unwrap(), "--model", &model, "--force"], &[]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["text"], "other text");
+}
+
+#[test]
+fn dump_is_byte_identical_across_thread_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_arg(&minilm_dir());
+    let text = "Byte-identical maps, whatever the thread count, keep CI diffs from flickering.";
+    let mut dumps = Vec::new();
+    for (name, threads) in [("one", Some("1")), ("default", None), ("again", None)] {
+        let out = dir.path().join(name);
+        let envs: Vec<(&str, &str)> = threads.map(|t| vec![("RAYON_NUM_THREADS", t)]).unwrap_or_default();
+        let output = attnmap(&["dump", text, "--out", out.to_str().unwrap(), "--model", &model], &envs);
+        assert!(output.status.success(), "{}", stderr(&output));
+        dumps.push(out);
+    }
+    let first = std::fs::read(dumps[0].join("attention.npy")).unwrap();
+    for other in &dumps[1..] {
+        assert!(first == std::fs::read(other.join("attention.npy")).unwrap(), "attention.npy differs across runs");
+        assert!(std::fs::read(dumps[0].join("grid.png")).unwrap() == std::fs::read(other.join("grid.png")).unwrap());
+    }
+}
+
+#[test]
+fn truncation_is_warned_about() {
+    let model = model_arg(&tiny_bert_dir());
+    let long = "the cat sat on the mat and the dog ran to the red house ".repeat(6);
+    let output = attnmap(&[&long, "-l", "0", "-H", "0", "--model", &model, "-o", "-", "--format", "npy"], &[]);
+    assert!(output.status.success());
+    assert!(stderr(&output).contains("were dropped"), "{}", stderr(&output));
+    assert_eq!(read_npy_f32(&output.stdout).unwrap().0, vec![40, 40]);
+}
+
+#[test]
+fn bad_layer_and_head_name_the_valid_range() {
+    let model = model_arg(&minilm_dir());
+    let output = attnmap(&["hello", "--layer", "6", "--head", "0", "--model", &model], &[]);
+    assert_clean_failure(&output, "layer 6 is out of range: this model has layers 0-5");
+    let output = attnmap(&["hello", "--layer", "0", "--head", "12", "--model", &model], &[]);
+    assert_clean_failure(&output, "head 12 is out of range: this model has heads 0-11");
+    let output = attnmap(&["hello", "--model", &model], &[]);
+    assert_clean_failure(&output, "--layer L --head H");
+}
+
+#[test]
+fn bad_inputs_end_in_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_arg(&tiny_bert_dir());
+    let ok = ["-l", "0", "-H", "0", "--model"];
+
+    // Empty text.
+    let output = attnmap(&[&[" "], &ok[..], &[&model]].concat(), &[]);
+    assert_clean_failure(&output, "text is empty");
+    // Missing model folder.
+    let output = attnmap(&["hi", "-l", "0", "-H", "0", "--model", "./no/such/model"], &[]);
+    assert_clean_failure(&output, "no such file or folder");
+    // Missing output folder: not created.
+    let target = dir.path().join("missing/map.png");
+    let output = attnmap(&[&["hi"], &ok[..], &[&model, "-o", target.to_str().unwrap()]].concat(), &[]);
+    assert_clean_failure(&output, "does not exist");
+    assert!(!dir.path().join("missing").exists());
+    // Unknown output extension.
+    let output = attnmap(&[&["hi"], &ok[..], &[&model, "-o", "map.bmp"]].concat(), &[]);
+    assert_clean_failure(&output, ".png, .npy or .json");
+    // Missing --file.
+    let output = attnmap(&["--file", "/no/such/text.txt", "-l", "0", "-H", "0", "--model", &model], &[]);
+    assert_clean_failure(&output, "/no/such/text.txt");
+    // Dump into a missing parent.
+    let output = attnmap(&["dump", "hi", "--out", dir.path().join("a/b").to_str().unwrap(), "--model", &model], &[]);
+    assert_clean_failure(&output, "does not exist");
+}
+
+/// Copy the tiny model into a temp folder, let `spoil` break one file, and run.
+fn run_broken(spoil: impl FnOnce(&Path)) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(tiny_bert_dir().join(file), model.join(file)).unwrap();
+    }
+    spoil(&model);
+    let out = dir.path().join("out.png");
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
+    assert!(!out.exists(), "no output may be written on failure");
+    output
+}
+
+#[test]
+fn broken_model_files_are_reported_not_panicked() {
+    let output = run_broken(|m| std::fs::remove_file(m.join("tokenizer.json")).unwrap());
+    assert_clean_failure(&output, "tokenizer.json is missing");
+    let output = run_broken(|m| std::fs::write(m.join("tokenizer.json"), "{ not json").unwrap());
+    assert_clean_failure(&output, "tokenizer");
+    let output = run_broken(|m| std::fs::write(m.join("config.json"), "{]").unwrap());
+    assert_clean_failure(&output, "config.json");
+    let output = run_broken(|m| {
+        let text = std::fs::read_to_string(m.join("config.json")).unwrap().replace("\"bert\"", "\"perceiver\"");
+        std::fs::write(m.join("config.json"), text).unwrap();
+    });
+    assert_clean_failure(&output, "model_type \"perceiver\" is not supported");
+    let output = run_broken(|m| {
+        let bytes = std::fs::read(m.join("model.safetensors")).unwrap();
+        std::fs::write(m.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    });
+    assert_clean_failure(&output, "not a valid safetensors file");
+    let output = run_broken(|m| std::fs::write(m.join("model.safetensors"), b"garbage").unwrap());
+    assert_clean_failure(&output, "not a valid safetensors file");
+    let output = run_broken(|m| {
+        let text = std::fs::read_to_string(m.join("config.json")).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+        std::fs::write(m.join("config.json"), text).unwrap();
+    });
+    assert_clean_failure(&output, "does not hold bert weights");
+}
+
+#[test]
+fn non_finite_weights_are_reported_not_drawn() {
+    let output = run_broken(|m| {
+        // Poison one query weight with NaN: every map of layer 0 turns NaN.
+        let path = m.join("model.safetensors");
+        let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+        let mut tensors: std::collections::HashMap<String, candle_core::Tensor> = tensors;
+        let name = "encoder.layer.0.attention.self.query.weight";
+        let key = if tensors.contains_key(name) { name.to_string() } else { format!("bert.{name}") };
+        let weight = &tensors[&key];
+        let mut values: Vec<f32> = weight.flatten_all().unwrap().to_vec1().unwrap();
+        values[0] = f32::NAN;
+        let poisoned = candle_core::Tensor::from_vec(values, weight.dims(), &candle_core::Device::Cpu).unwrap();
+        tensors.insert(key, poisoned);
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+    });
+    assert_clean_failure(&output, "not finite");
+}
+
+#[test]
+fn help_teaches_the_main_use() {
+    let output = attnmap(&["--help"], &[]);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("--layer 5 --head 3"));
+    assert!(text.contains("over-read") || text.contains("check before you conclude"));
+    assert!(fixtures().is_dir());
+}

@@ -1,0 +1,113 @@
+//! Shared test helpers: fixture paths, cached models, running the binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use attnmap::model::{self, Loaded};
+use attnmap::source::{self, HubEnv};
+use candle_core::Tensor;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+/// The real all-MiniLM-L6-v2, fetched by scripts/fetch-models.sh.
+pub fn minilm_dir() -> PathBuf {
+    model_dir("minilm")
+}
+
+/// The fine-tuned descendant of MiniLM (sre-embedding-model).
+#[allow(dead_code)]
+pub fn sre_dir() -> PathBuf {
+    model_dir("sre")
+}
+
+fn model_dir(name: &str) -> PathBuf {
+    let dir = repo_root().join(".models").join(name);
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/fetch-models.sh (or scripts/test.sh) first",
+        dir.display()
+    );
+    dir
+}
+
+pub fn tiny_bert_dir() -> PathBuf {
+    fixtures().join("tiny-bert")
+}
+
+/// Load a model folder once per test binary.
+pub fn loaded(dir: &Path) -> &'static Loaded {
+    static CACHE: OnceLock<std::sync::Mutex<HashMap<PathBuf, &'static Loaded>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap();
+    map.entry(dir.to_path_buf()).or_insert_with(|| {
+        let env = HubEnv::from_env().unwrap();
+        let files = source::resolve(dir.to_str().unwrap(), "main", &env).unwrap();
+        Box::leak(Box::new(model::load(&files).unwrap()))
+    })
+}
+
+/// One reference case from tests/fixtures/cases.json.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Case {
+    pub model: String,
+    pub case: String,
+    pub text: String,
+    pub pair: Option<String>,
+    pub seq_len: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub full: bool,
+    pub truncated_from: Option<usize>,
+    pub file: String,
+}
+
+pub fn cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(fixtures().join("cases.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_value(json["cases"].clone()).unwrap()
+}
+
+pub fn case_model_dir(case: &Case) -> PathBuf {
+    match case.model.as_str() {
+        "minilm" => minilm_dir(),
+        "tiny-bert" => tiny_bert_dir(),
+        other => panic!("unknown fixture model {other}"),
+    }
+}
+
+/// The reference tensors of a case.
+pub fn reference(case: &Case) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixtures().join(&case.file), &candle_core::Device::Cpu).unwrap()
+}
+
+/// Run the attnmap binary with extra environment; HF cache isolated per call site.
+pub fn attnmap(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_attnmap"));
+    command.args(args).env_remove("HF_HUB_OFFLINE").env_remove("HF_ENDPOINT");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Assert a bad-input run: exit 2, exactly one line on stderr mentioning `needle`, no panic.
+pub fn assert_clean_failure(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    assert!(err.contains(needle), "stderr should mention {needle:?}: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+    let error_lines = err.lines().filter(|l| l.starts_with("attnmap: error:")).count();
+    assert_eq!(error_lines, 1, "one error line expected: {err}");
+}

@@ -1,0 +1,9 @@
+//! attnmap's one integration test binary. Fixtures live in tests/fixtures
+//! (made by scripts/make_fixtures.py); the real models in .models (fetched by
+//! scripts/fetch-models.sh, which scripts/test.sh runs first).
+
+mod cli;
+mod faithfulness;
+mod helpers;
+mod render;
+mod source;
