@@ -63,8 +63,9 @@ pub fn grid_png(
     if layers == 0 || heads == 0 || seq == 0 {
         return Err(RenderError::Empty { shape });
     }
-    let tile_len = seq * seq;
-    let expected = layers * heads * tile_len;
+    // Checked: a shape whose size overflows cannot match any slice.
+    let tile_len = seq.saturating_mul(seq);
+    let expected = layers.saturating_mul(heads).saturating_mul(tile_len);
     if values.len() != expected {
         return Err(RenderError::ShapeMismatch {
             shape,

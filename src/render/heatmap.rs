@@ -16,7 +16,8 @@ pub use super::scale::{Mask, Scale};
 /// Pixels per cell for short sequences: big enough to read, small enough
 /// that a 20-token map stays a reasonable picture.
 const MAX_CELL_PX: u32 = 36;
-/// Cells shrink so a side of the heatmap stays near this many pixels...
+/// Past 28 tokens cells shrink, in whole pixels so every token gets the same
+/// area, keeping a side of the heatmap between half of this and this...
 const TARGET_SIDE_PX: u32 = 1024;
 /// ...and past one pixel per token, never grows beyond this (cells are pooled).
 const MAX_SIDE_PX: u32 = 2048;
@@ -117,10 +118,12 @@ pub fn heatmap_png(
     opts: &HeatmapOptions,
 ) -> Result<Vec<u8>, RenderError> {
     check_shape(rows, cols, opts)?;
-    if values.len() != rows * cols {
+    // Saturating: a shape whose size overflows cannot match any slice.
+    let expected = rows.saturating_mul(cols);
+    if values.len() != expected {
         return Err(RenderError::ShapeMismatch {
             shape: format!("[{rows} queries, {cols} keys]"),
-            expected: rows * cols,
+            expected,
             got: values.len(),
         });
     }
