@@ -9,7 +9,7 @@ use attnmap::capture::Capture;
 use attnmap::hooks::{ActivationCache, HookFilter, HookKind, HookPoint};
 use candle_core::{DType, Device, Tensor};
 
-use crate::helpers::{case_model_dir, cases, loaded, minilm_dir, reference, Case};
+use crate::helpers::{case_model_dir, cases_of, loaded, minilm_dir, reference, Case};
 
 /// Max |diff| allowed on attention weights. f32 softmax over f32 matmuls done
 /// in a different order than PyTorch's lands within a few 1e-7 here; 1e-5 leaves
@@ -25,7 +25,19 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-fn check_case(case: &Case) {
+/// Check every case of one fixture model against its reference.
+pub fn check_model(model: &str) {
+    for case in &cases_of(model) {
+        check_case(case);
+    }
+}
+
+/// The deterministic key weights of `attention_rowproj` (see scripts/make_fixtures.py).
+fn rowproj_weight(key: usize) -> f64 {
+    ((key * 7919) % 1009) as f64 / 1009.0
+}
+
+pub fn check_case(case: &Case) {
     let loaded = loaded(&case_model_dir(case));
     let reference = reference(case);
     let input = loaded.tokenizer.encode(&case.text, case.pair.as_deref()).unwrap();
@@ -88,26 +100,54 @@ fn check_case(case: &Case) {
             }
         }
         assert!(worst <= ATTENTION_TOLERANCE as f64 * (seq as f64).sqrt(), "{}: column sums differ by {worst:e}", case.case);
+
+        // Row projections: each row against fixed pseudo-random key weights, so a
+        // wrong value anywhere in any row moves that row's number.
+        if let Some(rowproj) = reference.get("attention_rowproj") {
+            let expected: Vec<f64> = rowproj.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let mut worst = 0f64;
+            for layer in 0..layers {
+                for head in 0..heads {
+                    let map = capture.head(layer, head).unwrap();
+                    for query in 0..seq {
+                        let ours: f64 = (0..seq).map(|k| map[query * seq + k] as f64 * rowproj_weight(k)).sum();
+                        worst = worst.max((ours - expected[(layer * heads + head) * seq + query]).abs());
+                    }
+                }
+            }
+            assert!(worst <= ATTENTION_TOLERANCE as f64, "{}: row projections differ by {worst:e}", case.case);
+        }
     }
 
-    let hidden: Vec<f32> = run.hidden.flatten_all().unwrap().to_vec1().unwrap();
-    let expected_hidden: Vec<f32> = reference["last_hidden_state"].flatten_all().unwrap().to_vec1().unwrap();
-    let diff = max_abs_diff(&hidden, &expected_hidden);
-    assert!(diff <= HIDDEN_TOLERANCE, "{}: last hidden state max |diff| {diff:e}", case.case);
+    if capture.causal {
+        for layer in 0..layers {
+            for head in 0..heads {
+                let map = capture.head(layer, head).unwrap();
+                for query in 0..seq {
+                    assert!(map[query * seq + query + 1..(query + 1) * seq].iter().all(|&v| v == 0.0), "{}: masked cells must be exactly 0", case.case);
+                }
+            }
+        }
+    }
+
+    // Decoders' references may omit hidden states (transformers applies the final norm there).
+    if let Some(expected_hidden) = reference.get("last_hidden_state") {
+        let hidden: Vec<f32> = run.hidden.flatten_all().unwrap().to_vec1().unwrap();
+        let expected_hidden: Vec<f32> = expected_hidden.flatten_all().unwrap().to_vec1().unwrap();
+        let diff = max_abs_diff(&hidden, &expected_hidden);
+        assert!(diff <= HIDDEN_TOLERANCE, "{}: last hidden state max |diff| {diff:e}", case.case);
+    }
 }
 
 #[test]
 fn tiny_bert_matches_transformers() {
-    let cases: Vec<Case> = cases().into_iter().filter(|c| c.model == "tiny-bert").collect();
-    assert!(cases.len() >= 4);
-    for case in &cases {
-        check_case(case);
-    }
+    assert!(cases_of("tiny-bert").len() >= 4);
+    check_model("tiny-bert");
 }
 
 #[test]
 fn minilm_matches_transformers_on_every_text() {
-    let cases: Vec<Case> = cases().into_iter().filter(|c| c.model == "minilm").collect();
+    let cases = cases_of("minilm");
     assert!(cases.len() >= 4);
     assert!(cases.iter().any(|c| c.seq_len > 300));
     assert!(cases.iter().any(|c| c.truncated_from.is_some_and(|n| n > 512)));

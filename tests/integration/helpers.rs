@@ -67,19 +67,48 @@ pub struct Case {
     pub full: bool,
     pub truncated_from: Option<usize>,
     pub file: String,
+    /// Where the model lives, relative to the repo root (a folder or a .gguf);
+    /// defaults to tests/fixtures/<model>.
+    #[serde(default)]
+    pub model_path: Option<String>,
 }
 
+/// Every case of tests/fixtures/cases.json and tests/fixtures/cases-*.json.
 pub fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixtures().join("cases.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    serde_json::from_value(json["cases"].clone()).unwrap()
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("cases") && name.ends_with(".json")
+        })
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let more: Vec<Case> = serde_json::from_value(json["cases"].clone()).unwrap();
+        cases.extend(more);
+    }
+    cases
+}
+
+/// The cases of one fixture model (at least one must exist).
+pub fn cases_of(model: &str) -> Vec<Case> {
+    let cases: Vec<Case> = cases().into_iter().filter(|c| c.model == model).collect();
+    assert!(!cases.is_empty(), "no fixture cases for {model}");
+    cases
 }
 
 pub fn case_model_dir(case: &Case) -> PathBuf {
-    match case.model.as_str() {
-        "minilm" => minilm_dir(),
-        "tiny-bert" => tiny_bert_dir(),
-        other => panic!("unknown fixture model {other}"),
+    match (case.model.as_str(), &case.model_path) {
+        (_, Some(path)) => {
+            let path = repo_root().join(path);
+            assert!(path.exists(), "{} is missing: run scripts/fetch-models.sh", path.display());
+            path
+        }
+        ("minilm", None) => minilm_dir(),
+        (name, None) => fixtures().join(name),
     }
 }
 
