@@ -55,8 +55,9 @@ pub fn read_npy_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>),
     Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
 }
 
-/// Write `bytes` to `path` atomically: the folder must exist; the file appears whole or not at all.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Check, before any work is done, that `path` can be written: its folder exists
+/// and it is not itself a folder. Returns the folder.
+pub fn check_target_file(path: &Path) -> Result<PathBuf> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -67,6 +68,12 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if path.is_dir() {
         return Err(Error::output(path, "is a folder; give a file name such as map.png"));
     }
+    Ok(parent)
+}
+
+/// Write `bytes` to `path` atomically: the folder must exist; the file appears whole or not at all.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let parent = check_target_file(path)?;
     let unwritable = |e: std::io::Error| Error::output(path, format!("cannot be written: {e}"));
     let mut tmp = tempfile::Builder::new().prefix(".attnmap-").suffix(".tmp").tempfile_in(&parent).map_err(unwritable)?;
     tmp.write_all(bytes).map_err(unwritable)?;

