@@ -42,6 +42,15 @@ echo "attnmap $("$bin" --version | cut -d' ' -f2), text of about ${tokens:-?} to
 measure "show (one head, PNG)" "$bin" -q "$text" --layer 5 --head 3 -o "$work/map.png"
 measure "dump (72 heads + grid + npy + manifest)" "$bin" -q dump "$text" --out "$work/out"
 
+# attnmap diff (issue #3): two 72-head dumps, and two models on 100 probe texts of ~30 tokens.
+"$bin" -q dump "$text" --out "$work/old" --model .models/minilm
+"$bin" -q dump "$text" --out "$work/new" --model .models/sre
+measure "diff of two 72-head dumps" "$bin" -q diff "$work/old" "$work/new" --fail-above 1
+for i in $(seq 1 100); do
+  echo "Ticket $i: the WhirlyGigs order $((i * 37)) arrived broken again, and support has not answered my emails."
+done >"$work/probes.txt"
+measure "diff model vs model, 100 probe texts" "$bin" -q diff --model .models/minilm --against .models/sre --texts "$work/probes.txt" --fail-above 1
+
 gguf=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$gguf" ] && "$bin" -q info --model "$gguf" >/dev/null 2>&1; then
   long=$(printf '%s ' $(seq 1 4) "$text" "$text" "$text" "$text" "$text" "$text" "$text" "$text")

@@ -27,6 +27,7 @@ Examples:
   attnmap show --file review.txt --layer 0 --head 7 -o head7.png
   echo \"The cat sat\" | attnmap - --layer 2 --head 1 -o - > map.png
   attnmap dump \"The WhirlyGigs arrived broken\" --out maps/
+  attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap info --model ./my-bert-folder
 
 Layers and heads count from 0, as in transformers.";
@@ -48,6 +49,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Write every head's map to a folder: attention.npy, manifest.json, heads/*.png, grid.png.
     Dump(DumpArgs),
+    /// Compare the maps of two model versions, head by head; exit 1 past a threshold (for CI).
+    Diff(DiffArgs),
     /// Describe a model: architecture, layers, heads, max positions, where it was loaded from.
     Info(InfoArgs),
 }
@@ -157,6 +160,89 @@ pub struct DumpArgs {
     pub style: StyleArgs,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    /// Mean |old - new| over every cell of a head's map.
+    #[value(name = "mean_abs")]
+    MeanAbs,
+    /// Largest |old - new| in a head's map.
+    #[value(name = "max_abs")]
+    MaxAbs,
+    /// Jensen-Shannon divergence (natural log, 0..ln 2) between matching rows, averaged over rows.
+    Jsd,
+}
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  attnmap diff old-dump/ new-dump/ --fail-above 0.01
+  attnmap diff --model sentence-transformers/all-MiniLM-L6-v2 --against ./finetuned \"The WhirlyGigs arrived broken\"
+  attnmap diff --model ./v1 --against ./v2 --texts probes.txt --markdown --out report/ --fail-above 0.02
+
+Exit status, like diff(1): 0 when no head exceeds the threshold, 1 when one does, 2 on error.";
+
+#[derive(Debug, Args)]
+#[command(after_help = DIFF_EXAMPLES)]
+pub struct DiffArgs {
+    /// OLD_DUMP NEW_DUMP: two folders written by `attnmap dump`. With --against: at most one TEXT ('-' for stdin).
+    #[arg(value_name = "OLD_DUMP NEW_DUMP | TEXT", num_args = 0..=2)]
+    pub inputs: Vec<String>,
+
+    /// The old model (hub id or folder), run on the texts; used with --against.
+    #[arg(short, long, value_name = "ID|PATH", requires = "against")]
+    pub model: Option<String>,
+
+    /// Revision of --model.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+
+    /// The new model to compare with --model (hub id or folder).
+    #[arg(long, value_name = "ID|PATH")]
+    pub against: Option<String>,
+
+    /// Revision of --against.
+    #[arg(long, default_value = "main")]
+    pub against_revision: String,
+
+    /// A probe set: one text per line, or JSON lines {"text": ..., "pair": ...}.
+    #[arg(long, value_name = "FILE", requires = "against")]
+    pub texts: Option<PathBuf>,
+
+    /// A second sentence for TEXT (pairs in a probe set go in its JSON lines).
+    #[arg(long, value_name = "TEXT", requires = "against")]
+    pub pair: Option<String>,
+
+    /// What --fail-above is compared with, per head.
+    #[arg(long, value_enum, default_value_t = MetricArg::Jsd)]
+    pub metric: MetricArg,
+
+    /// Fail (exit 1) when any head's metric is above this. The default 0 fails on any change, like diff(1).
+    #[arg(long, value_name = "X", default_value_t = 0.0)]
+    pub fail_above: f64,
+
+    /// How many of the most-changed heads to list (and draw with --out).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Print the whole report as JSON (every head) instead of a table.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+
+    /// Print the report as Markdown, fit for a CI job summary.
+    #[arg(long)]
+    pub markdown: bool,
+
+    /// Also write pictures: old | new | difference for the top heads, and a layers x heads grid of the metric.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace --out DIR if it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct InfoArgs {
     #[command(flatten)]
@@ -164,7 +250,7 @@ pub struct InfoArgs {
 }
 
 /// Subcommand names, so `attnmap TEXT …` can default to `show`.
-pub const SUBCOMMANDS: &[&str] = &["show", "dump", "info", "help"];
+pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "help"];
 
 /// Insert `show` when the first argument is not a subcommand or a top-level flag.
 pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {

@@ -12,13 +12,16 @@ fn main() -> ExitCode {
         eprintln!("attnmap: internal error: {info}; please report this with the command you ran");
     }));
     let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
+    // Ok(false) is diff(1)'s "a difference was found": exit 1.
     let result = match &cli.command {
-        Command::Show(args) => commands::show::run(args, cli.quiet),
-        Command::Dump(args) => commands::dump::run(args, cli.quiet),
-        Command::Info(args) => commands::info::run(args, cli.quiet),
+        Command::Show(args) => commands::show::run(args, cli.quiet).map(|()| true),
+        Command::Dump(args) => commands::dump::run(args, cli.quiet).map(|()| true),
+        Command::Diff(args) => commands::diff::run(args, cli.quiet),
+        Command::Info(args) => commands::info::run(args, cli.quiet).map(|()| true),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(error) => {
             eprintln!("attnmap: error: {error}");
             ExitCode::from(2)

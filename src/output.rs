@@ -1,6 +1,7 @@
 //! Where bytes go: files written atomically (temp file + rename, so a crash
 //! never leaves half a file), stdout, and the small numeric formats (.npy).
 
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -83,6 +84,83 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Before any work: refuse a non-empty DIR without --force and a missing parent; returns the parent.
+pub fn check_target_dir(target: &Path, force: bool) -> Result<PathBuf> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::output(target, format!("its parent folder {} does not exist; create it first", parent.display())));
+    }
+    if target.exists() {
+        if !target.is_dir() {
+            return Err(Error::output(target, "exists and is not a folder; choose another --out"));
+        }
+        let non_empty = fs::read_dir(target).map_err(|e| Error::output(target, e))?.next().is_some();
+        if non_empty && !force {
+            return Err(Error::output(target, "exists and is not empty; choose another --out, or pass --force to replace it"));
+        }
+    }
+    Ok(parent)
+}
+
+/// An output folder built as a hidden sibling of its target and renamed into
+/// place when complete, so an interrupted run never leaves a half folder.
+pub struct StagedDir {
+    staging: tempfile::TempDir,
+    target: PathBuf,
+}
+
+impl StagedDir {
+    /// Start building `target` inside `parent` (see [`check_target_dir`]).
+    pub fn new(target: &Path, parent: &Path) -> Result<Self> {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let staging = tempfile::Builder::new()
+            .prefix(&format!(".{name}.attnmap-"))
+            .tempdir_in(parent)
+            .map_err(|e| Error::output(target, format!("cannot create a folder beside it: {e}")))?;
+        make_folder_readable(staging.path()).map_err(|e| Error::output(target, e))?;
+        Ok(Self { staging, target: target.to_path_buf() })
+    }
+
+    /// Where to write the folder's files meanwhile.
+    pub fn path(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// Move the finished folder into place; an old folder is removed only after the new one is there.
+    pub fn publish(self) -> Result<()> {
+        publish(self.staging, &self.target)
+    }
+}
+
+fn publish(staging: tempfile::TempDir, target: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| Error::output(target, format!("cannot move the finished folder into place: {e}"));
+    let mut old = None;
+    if target.exists() {
+        let aside = target.with_file_name(format!(
+            ".{}.attnmap-old-{}",
+            target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            std::process::id()
+        ));
+        fs::rename(target, &aside).map_err(fail)?;
+        old = Some(aside);
+    }
+    let built = staging.keep();
+    if let Err(e) = fs::rename(&built, target) {
+        if let Some(aside) = &old {
+            let _ = fs::rename(aside, target);
+        }
+        let _ = fs::remove_dir_all(&built);
+        return Err(fail(e));
+    }
+    if let Some(aside) = old {
+        fs::remove_dir_all(&aside).map_err(|e| Error::output(&aside, format!("the new dump is in place but the old one could not be removed: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Temp files are created private (0600); what we publish should read like any other file.
 fn make_readable(file: &std::fs::File) -> std::io::Result<()> {
     #[cfg(unix)]
@@ -95,7 +173,7 @@ fn make_readable(file: &std::fs::File) -> std::io::Result<()> {
 }
 
 /// A folder made by `tempfile` (0700) opened up like `mkdir` would make it.
-pub fn make_folder_readable(dir: &Path) -> std::io::Result<()> {
+fn make_folder_readable(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -1,2 +1,4 @@
 //! Pure functions over captures: statistics, rollout, norms, diffs.
-//! Empty for now; each analysis arrives as its own file here.
+//! Each analysis is its own file; none of them knows about models or files.
+
+pub mod diff;

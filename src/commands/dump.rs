@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::capture::Capture;
 use crate::cli::{DumpArgs, ScaleArg};
 use crate::error::{Error, Result};
-use crate::output::{npy_f32, write_file};
+use crate::output::{check_target_dir, npy_f32, write_file, StagedDir};
 use crate::render::{self, Colormap, GridOptions, Mask};
 
 use super::{encode, heatmap, model_name, open_model};
@@ -31,7 +31,7 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
     let target = args.out.clone();
-    let parent = check_target(&target, args.force)?;
+    let parent = check_target_dir(&target, args.force)?;
     let session = open_model(&args.model, quiet)?;
     let input = encode(&session, &args.input)?;
     let model = session.loaded.model.as_ref();
@@ -47,12 +47,8 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
     let hashes = hashes?;
     let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
 
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{}.attnmap-", target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
-        .tempdir_in(&parent)
-        .map_err(|e| Error::output(&target, format!("cannot create a folder beside it: {e}")))?;
+    let staging = StagedDir::new(&target, &parent)?;
     let root = staging.path();
-    crate::output::make_folder_readable(root).map_err(|e| Error::output(&target, e))?;
     let heads_dir = root.join("heads");
     fs::create_dir(&heads_dir).map_err(|e| Error::output(&heads_dir, e))?;
 
@@ -132,58 +128,10 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
     text.push('\n');
     write_file(&root.join("manifest.json"), text.as_bytes())?;
 
-    publish(staging, &target)?;
+    staging.publish()?;
     progress.finish_and_clear();
     if !quiet {
         eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), jobs.len(), capture.seq);
-    }
-    Ok(())
-}
-
-/// Refuse a non-empty DIR without --force and a missing parent; returns the parent.
-fn check_target(target: &Path, force: bool) -> Result<PathBuf> {
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        return Err(Error::output(target, format!("its parent folder {} does not exist; create it first", parent.display())));
-    }
-    if target.exists() {
-        if !target.is_dir() {
-            return Err(Error::output(target, "exists and is not a folder; choose another --out"));
-        }
-        let non_empty = fs::read_dir(target).map_err(|e| Error::output(target, e))?.next().is_some();
-        if non_empty && !force {
-            return Err(Error::output(target, "exists and is not empty; choose another --out, or pass --force to replace it"));
-        }
-    }
-    Ok(parent)
-}
-
-/// Move the finished dump into place; an old folder is removed only after the new one is there.
-fn publish(staging: tempfile::TempDir, target: &Path) -> Result<()> {
-    let fail = |e: std::io::Error| Error::output(target, format!("cannot move the finished dump into place: {e}"));
-    let mut old = None;
-    if target.exists() {
-        let aside = target.with_file_name(format!(
-            ".{}.attnmap-old-{}",
-            target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-            std::process::id()
-        ));
-        fs::rename(target, &aside).map_err(fail)?;
-        old = Some(aside);
-    }
-    let built = staging.keep();
-    if let Err(e) = fs::rename(&built, target) {
-        if let Some(aside) = &old {
-            let _ = fs::rename(aside, target);
-        }
-        let _ = fs::remove_dir_all(&built);
-        return Err(fail(e));
-    }
-    if let Some(aside) = old {
-        fs::remove_dir_all(&aside).map_err(|e| Error::output(&aside, format!("the new dump is in place but the old one could not be removed: {e}")))?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One file per subcommand: load -> capture -> analyse -> render -> write.
 //! This file holds the steps they share.
 
+pub mod diff;
 pub mod dump;
 pub mod info;
 pub mod show;
@@ -101,6 +102,7 @@ pub fn heatmap(capture: &Capture, layer: usize, head: usize, title: &str, style:
         scale,
         mask: if capture.causal { Mask::Causal } else { Mask::None },
         colorbar_label: "attention weight",
+        ..HeatmapOptions::default()
     };
     Ok(render::heatmap_png(values, capture.seq, capture.seq, &options)?)
 }

@@ -39,6 +39,9 @@ pub struct HeatmapOptions<'a> {
     pub scale: Scale,
     pub mask: Mask,
     pub colorbar_label: &'a str,
+    /// Axis captions: what the rows and the columns are.
+    pub row_caption: &'a str,
+    pub col_caption: &'a str,
 }
 
 impl Default for HeatmapOptions<'_> {
@@ -52,6 +55,8 @@ impl Default for HeatmapOptions<'_> {
             scale: Scale::default(),
             mask: Mask::None,
             colorbar_label: "attention weight",
+            row_caption: "query",
+            col_caption: "key",
         }
     }
 }
@@ -193,10 +198,10 @@ pub fn heatmap_png(
         canvas.draw_text(&bitmap, left, top, INK, Orientation::Up);
     }
 
-    let query = text.render("query", CAPTION_PX);
+    let query = text.render(opts.row_caption, CAPTION_PX);
     let query_top = i64::from(y) + (i64::from(height) - i64::from(query.width)) / 2;
     canvas.draw_text(&query, i64::from(MARGIN), query_top, INK, Orientation::Up);
-    let key = text.render("key", CAPTION_PX);
+    let key = text.render(opts.col_caption, CAPTION_PX);
     let key_left = i64::from(x) + (i64::from(width) - i64::from(key.width)) / 2;
     let key_top = below + i64::from(offset + plan.col_label_length + CAPTION_GAP);
     canvas.draw_text(&key, key_left, key_top, INK, Orientation::Horizontal);

@@ -9,14 +9,17 @@
 mod canvas;
 mod colorbar;
 pub mod colormap;
+pub mod compare;
 mod colormap_tables;
 pub mod grid;
 pub mod heatmap;
+pub mod report;
 mod matrix;
 mod scale;
 mod text;
 
 pub use colormap::Colormap;
+pub use compare::{compare_png, CompareOptions};
 pub use grid::{grid_png, GridOptions};
 pub use heatmap::{heatmap_png, HeatmapOptions, Layout, Mask, Scale};
 

@@ -3,6 +3,7 @@
 //! scripts/fetch-models.sh, which scripts/test.sh runs first).
 
 mod cli;
+mod diff;
 mod faithfulness;
 mod helpers;
 mod render;

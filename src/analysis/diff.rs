@@ -1,0 +1,272 @@
+//! How far apart two sets of attention maps are, head by head.
+//!
+//! Each query row of a map is a distribution over keys, so besides the plain
+//! absolute differences the natural distance is the Jensen–Shannon divergence
+//! (natural log, so it lies in [0, ln 2]) averaged over rows. Everything is
+//! accumulated in f64 from the f32 maps.
+
+use serde::Serialize;
+
+/// The measures attnmap reports per head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Mean |old - new| over every cell of the map.
+    MeanAbs,
+    /// Largest |old - new| over every cell of the map.
+    MaxAbs,
+    /// Jensen–Shannon divergence (natural log) averaged over query rows.
+    Jsd,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [Metric::MeanAbs, Metric::MaxAbs, Metric::Jsd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::MeanAbs => "mean_abs",
+            Metric::MaxAbs => "max_abs",
+            Metric::Jsd => "jsd",
+        }
+    }
+
+    pub fn of(self, head: &HeadDiff) -> f64 {
+        match self {
+            Metric::MeanAbs => head.mean_abs,
+            Metric::MaxAbs => head.max_abs,
+            Metric::Jsd => head.jsd,
+        }
+    }
+}
+
+/// The difference of one head's maps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HeadDiff {
+    pub layer: usize,
+    pub head: usize,
+    pub mean_abs: f64,
+    pub max_abs: f64,
+    pub jsd: f64,
+}
+
+/// Jensen–Shannon divergence of two distributions, natural log; 0·log 0 = 0.
+pub fn jsd(p: &[f32], q: &[f32]) -> f64 {
+    let mut total = 0.0;
+    for (&a, &b) in p.iter().zip(q) {
+        let (a, b) = (a as f64, b as f64);
+        let m = 0.5 * (a + b);
+        if a > 0.0 {
+            total += 0.5 * a * (a / m).ln();
+        }
+        if b > 0.0 {
+            total += 0.5 * b * (b / m).ln();
+        }
+    }
+    // Rounding can leave a tiny negative for identical rows.
+    total.max(0.0)
+}
+
+/// Compare one head's maps, `[seq, seq]` row-major each.
+pub fn head_diff(layer: usize, head: usize, old: &[f32], new: &[f32], seq: usize) -> HeadDiff {
+    let mut sum_abs = 0.0f64;
+    let mut max_abs = 0.0f64;
+    for (&a, &b) in old.iter().zip(new) {
+        let d = (a as f64 - b as f64).abs();
+        sum_abs += d;
+        max_abs = max_abs.max(d);
+    }
+    let rows = old.len() / seq.max(1);
+    let jsd_sum: f64 = old.chunks(seq).zip(new.chunks(seq)).map(|(p, q)| jsd(p, q)).sum();
+    HeadDiff {
+        layer,
+        head,
+        mean_abs: sum_abs / old.len().max(1) as f64,
+        max_abs,
+        jsd: jsd_sum / rows.max(1) as f64,
+    }
+}
+
+/// Compare every head of two `[layers, heads, seq, seq]` captures.
+pub fn compare(old: &[f32], new: &[f32], layers: usize, heads: usize, seq: usize) -> Vec<HeadDiff> {
+    let per_head = seq * seq;
+    (0..layers * heads)
+        .map(|index| {
+            let range = index * per_head..(index + 1) * per_head;
+            head_diff(index / heads, index % heads, &old[range.clone()], &new[range], seq)
+        })
+        .collect()
+}
+
+/// Aggregate per-text head diffs over a probe set: mean_abs and jsd are
+/// averaged over texts, max_abs is the largest over texts.
+pub fn aggregate(per_text: &[Vec<HeadDiff>]) -> Vec<HeadDiff> {
+    let Some(first) = per_text.first() else { return Vec::new() };
+    let count = per_text.len() as f64;
+    (0..first.len())
+        .map(|index| {
+            let mut total = HeadDiff { max_abs: 0.0, mean_abs: 0.0, jsd: 0.0, ..first[index] };
+            for text in per_text {
+                total.mean_abs += text[index].mean_abs / count;
+                total.jsd += text[index].jsd / count;
+                total.max_abs = total.max_abs.max(text[index].max_abs);
+            }
+            total
+        })
+        .collect()
+}
+
+/// Summary of a set of head diffs (one layer, or the whole model).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub mean_abs: f64,
+    pub max_abs: f64,
+    /// Mean over heads of the per-head JSD.
+    pub jsd: f64,
+    /// Largest per-head JSD.
+    pub max_jsd: f64,
+}
+
+pub fn summarize(heads: &[HeadDiff]) -> Summary {
+    let count = heads.len().max(1) as f64;
+    Summary {
+        mean_abs: heads.iter().map(|h| h.mean_abs).sum::<f64>() / count,
+        max_abs: heads.iter().map(|h| h.max_abs).fold(0.0, f64::max),
+        jsd: heads.iter().map(|h| h.jsd).sum::<f64>() / count,
+        max_jsd: heads.iter().map(|h| h.jsd).fold(0.0, f64::max),
+    }
+}
+
+/// Heads sorted by `metric`, largest change first (ties by layer, head).
+pub fn ranked(heads: &[HeadDiff], metric: Metric) -> Vec<HeadDiff> {
+    let mut sorted = heads.to_vec();
+    sorted.sort_by(|a, b| metric.of(b).total_cmp(&metric.of(a)).then((a.layer, a.head).cmp(&(b.layer, b.head))));
+    sorted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsd_is_zero_for_equal_and_ln2_for_disjoint() {
+        assert_eq!(jsd(&[0.5, 0.5], &[0.5, 0.5]), 0.0);
+        assert!((jsd(&[1.0, 0.0], &[0.0, 1.0]) - std::f64::consts::LN_2).abs() < 1e-12);
+        let (p, q) = ([0.2f32, 0.8], [0.6f32, 0.4]);
+        assert!((jsd(&p, &q) - jsd(&q, &p)).abs() < 1e-15, "symmetric");
+    }
+
+    #[test]
+    fn head_diff_measures_cells_and_rows() {
+        let old = [1.0, 0.0, 0.5, 0.5];
+        let new = [0.0, 1.0, 0.5, 0.5];
+        let diff = head_diff(2, 3, &old, &new, 2);
+        assert_eq!((diff.layer, diff.head), (2, 3));
+        assert!((diff.mean_abs - 0.5).abs() < 1e-12);
+        assert_eq!(diff.max_abs, 1.0);
+        assert!((diff.jsd - std::f64::consts::LN_2 / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn aggregate_averages_and_takes_max() {
+        let a = vec![HeadDiff { layer: 0, head: 0, mean_abs: 0.1, max_abs: 0.5, jsd: 0.2 }];
+        let b = vec![HeadDiff { layer: 0, head: 0, mean_abs: 0.3, max_abs: 0.2, jsd: 0.0 }];
+        let total = aggregate(&[a, b]);
+        assert!((total[0].mean_abs - 0.2).abs() < 1e-12);
+        assert_eq!(total[0].max_abs, 0.5);
+        assert!((total[0].jsd - 0.1).abs() < 1e-12);
+    }
+}
+
+/// One text of a probe set, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextSummary {
+    pub index: usize,
+    pub text: String,
+    pub pair: Option<String>,
+    pub tokens: usize,
+    pub overall: Summary,
+    /// The head that changed most on this text, by the report's metric.
+    pub worst: HeadDiff,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerSummary {
+    pub layer: usize,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Everything `attnmap diff` reports, in the order a reader wants it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffReport {
+    /// "pass" when no head's metric exceeds the threshold, else "fail".
+    pub verdict: &'static str,
+    pub metric: Metric,
+    pub threshold: f64,
+    /// How many heads exceed the threshold.
+    pub exceeding: usize,
+    pub old: String,
+    pub new: String,
+    pub layers: usize,
+    pub heads_per_layer: usize,
+    pub overall: Summary,
+    pub per_layer: Vec<LayerSummary>,
+    /// The most-changed heads by `metric`, largest first.
+    pub top: Vec<HeadDiff>,
+    pub texts: Vec<TextSummary>,
+    /// Every head, aggregated over the texts, in layer-major order.
+    pub heads: Vec<HeadDiff>,
+}
+
+/// A compared text: what it was and its per-head diffs.
+pub struct ComparedText {
+    pub text: String,
+    pub pair: Option<String>,
+    pub tokens: usize,
+    pub heads: Vec<HeadDiff>,
+}
+
+impl DiffReport {
+    pub fn build(old: String, new: String, texts: &[ComparedText], layers: usize, heads_per_layer: usize, metric: Metric, threshold: f64, top: usize) -> Self {
+        let per_text: Vec<Vec<HeadDiff>> = texts.iter().map(|t| t.heads.clone()).collect();
+        let heads = aggregate(&per_text);
+        let exceeding = heads.iter().filter(|h| metric.of(h) > threshold).count();
+        let per_layer = (0..layers)
+            .map(|layer| LayerSummary {
+                layer,
+                summary: summarize(&heads[layer * heads_per_layer..(layer + 1) * heads_per_layer]),
+            })
+            .collect();
+        let texts = texts
+            .iter()
+            .enumerate()
+            .map(|(index, t)| TextSummary {
+                index,
+                text: t.text.clone(),
+                pair: t.pair.clone(),
+                tokens: t.tokens,
+                overall: summarize(&t.heads),
+                worst: ranked(&t.heads, metric)[0],
+            })
+            .collect();
+        DiffReport {
+            verdict: if exceeding == 0 { "pass" } else { "fail" },
+            metric,
+            threshold,
+            exceeding,
+            old,
+            new,
+            layers,
+            heads_per_layer,
+            overall: summarize(&heads),
+            per_layer,
+            top: ranked(&heads, metric).into_iter().take(top).collect(),
+            texts,
+            heads,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.exceeding == 0
+    }
+}
