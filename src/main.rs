@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("attnmap: internal error: {info}; please report this with the command you ran");
     }));
+    attnmap::output::clean_up_on_interrupt();
     let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
     // Ok(false) is diff(1)'s "a difference was found": exit 1.
     let result = match &cli.command {

@@ -112,6 +112,40 @@ pub struct StagedDir {
     target: PathBuf,
 }
 
+/// Staging folders in progress, removed by the Ctrl-C handler so an
+/// interrupted run leaves nothing behind, not even its hidden work folder.
+static IN_PROGRESS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Install the Ctrl-C handler (once, from main): remove staging folders, exit 130.
+pub fn clean_up_on_interrupt() {
+    let _ = ctrlc::set_handler(|| {
+        if let Ok(dirs) = IN_PROGRESS.lock() {
+            for dir in dirs.iter() {
+                // Worker threads may still be writing into it: move it away
+                // first so their next file fails, then remove it.
+                let doomed = dir.with_extension("interrupted");
+                let target = if fs::rename(dir, &doomed).is_ok() { doomed } else { dir.clone() };
+                for _ in 0..5 {
+                    if fs::remove_dir_all(&target).is_ok() || !target.exists() {
+                        break;
+                    }
+                }
+            }
+        }
+        eprintln!("attnmap: interrupted; nothing was written");
+        std::process::exit(130);
+    });
+}
+
+fn track(dir: &Path, in_progress: bool) {
+    if let Ok(mut dirs) = IN_PROGRESS.lock() {
+        dirs.retain(|d| d != dir);
+        if in_progress {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+}
+
 impl StagedDir {
     /// Start building `target` inside `parent` (see [`check_target_dir`]).
     pub fn new(target: &Path, parent: &Path) -> Result<Self> {
@@ -120,6 +154,7 @@ impl StagedDir {
             .prefix(&format!(".{name}.attnmap-"))
             .tempdir_in(parent)
             .map_err(|e| Error::output(target, format!("cannot create a folder beside it: {e}")))?;
+        track(staging.path(), true);
         make_folder_readable(staging.path()).map_err(|e| Error::output(target, e))?;
         Ok(Self { staging, target: target.to_path_buf() })
     }
@@ -131,7 +166,10 @@ impl StagedDir {
 
     /// Move the finished folder into place; an old folder is removed only after the new one is there.
     pub fn publish(self) -> Result<()> {
-        publish(self.staging, &self.target)
+        let staging_path = self.staging.path().to_path_buf();
+        let result = publish(self.staging, &self.target);
+        track(&staging_path, false);
+        result
     }
 }
 

@@ -258,3 +258,37 @@ fn help_teaches_the_main_use() {
     assert!(text.contains("over-read") || text.contains("check before you conclude"));
     assert!(fixtures().is_dir());
 }
+
+/// Ctrl-C in the middle of a dump leaves nothing: no DIR, no hidden work folder.
+#[test]
+fn interrupted_dump_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dump");
+    let text = "word ".repeat(400);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"))
+        .args(["-q", "dump", &text, "--model", minilm_dir().to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    // Wait until the staging folder exists, i.e. the dump is being written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let staging_exists = || std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".dump.attnmap-"));
+    while !staging_exists() && std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    if still_running {
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    }
+    let status = child.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    if still_running {
+        assert_eq!(status.code(), Some(130));
+        assert!(left.is_empty(), "left behind: {left:?}");
+    } else {
+        // Finished before we could interrupt it: then it must be whole.
+        assert!(status.success() && out.join("manifest.json").is_file());
+    }
+}
