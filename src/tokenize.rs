@@ -18,6 +18,9 @@ pub struct Encoded {
     pub type_ids: Vec<u32>,
     /// The tokenizer's token strings (`convert_ids_to_tokens`).
     pub tokens: Vec<String>,
+    /// The tokens as a reader should see them on an axis: byte-level BPE
+    /// decoded to text, word-initial spaces (`Ġ`, `▁`) shown as `·`.
+    pub labels: Vec<String>,
     /// How many tokens truncation removed (0 when the input fit).
     pub dropped: usize,
 }
@@ -37,6 +40,8 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     path: PathBuf,
     max_len: usize,
+    /// GPT-2 style byte-level BPE: token strings spell bytes, not text.
+    byte_level: bool,
 }
 
 impl TextTokenizer {
@@ -60,7 +65,8 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer { path: path.clone(), message: format!("cannot set truncation: {e}") })?;
-        Ok(Self { inner, path, max_len })
+        let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
+        Ok(Self { inner, path, max_len, byte_level })
     }
 
     pub fn max_len(&self) -> usize {
@@ -96,13 +102,74 @@ impl TextTokenizer {
         if encoding.is_empty() {
             return Err(Error::Input("the text produced no tokens; pass some text".into()));
         }
+        let tokens = encoding.get_tokens().to_vec();
+        let labels = tokens.iter().map(|t| label(t, self.byte_level)).collect();
         Ok(Encoded {
             text: text.to_string(),
             pair: pair.map(str::to_string),
             ids: encoding.get_ids().to_vec(),
             type_ids: encoding.get_type_ids().to_vec(),
-            tokens: encoding.get_tokens().to_vec(),
+            tokens,
+            labels,
             dropped,
         })
+    }
+}
+
+/// How a token reads on an axis. Spaces become `·` so " the" and "the" differ visibly.
+pub fn label(token: &str, byte_level: bool) -> String {
+    let text = if byte_level { byte_level_text(token) } else { token.to_string() };
+    text.replace(['\u{2581}', ' '], "\u{b7}")
+}
+
+/// Undo GPT-2's bytes-to-unicode mapping; bytes that are not whole UTF-8 are shown as `\xNN`.
+fn byte_level_text(token: &str) -> String {
+    let mut bytes = Vec::with_capacity(token.len());
+    for c in token.chars() {
+        match unicode_to_byte(c) {
+            Some(byte) => bytes.push(byte),
+            // Not a byte-level character (e.g. an added special token): keep the token as is.
+            None => return token.to_string(),
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let bytes = e.into_bytes();
+            let valid = std::str::from_utf8(&bytes).map(str::len).unwrap_or_else(|e| e.valid_up_to());
+            let mut text = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+            for byte in &bytes[valid..] {
+                text.push_str(&format!("\\x{byte:02x}"));
+            }
+            text
+        }
+    }
+}
+
+/// The inverse of GPT-2's `bytes_to_unicode`: printable Latin-1 bytes stand for
+/// themselves, the other 68 bytes were moved to U+0100.. in byte order.
+fn unicode_to_byte(c: char) -> Option<u8> {
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let code = c as u32;
+    if code < 256 {
+        return printable(code).then_some(code as u8);
+    }
+    let index = code.checked_sub(256)?;
+    (0u32..256).filter(|b| !printable(*b)).nth(index as usize).map(|b| b as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_tokens_read_as_text() {
+        assert_eq!(label("\u{120}the", true), "\u{b7}the");
+        assert_eq!(label("\u{10a}", true), "\n");
+        assert_eq!(label("caf\u{c3}\u{a9}", true), "caf\u{e9}");
+        assert_eq!(label("\u{c3}", true), "\\xc3");
+        assert_eq!(label("<|im_start|>", true), "<|im_start|>");
+        assert_eq!(label("\u{2581}the", false), "\u{b7}the");
+        assert_eq!(label("##ing", false), "##ing");
     }
 }

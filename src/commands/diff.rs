@@ -18,6 +18,8 @@ use super::{open_model, read_input, Session};
 struct SideMaps {
     ids: Vec<u32>,
     tokens: Vec<String>,
+    /// Axis labels (dumps from before labels existed fall back to tokens).
+    labels: Vec<String>,
     layers: usize,
     heads: usize,
     seq: usize,
@@ -109,6 +111,11 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
     let (layers, heads, seq) = (count("layers")?, count("heads")?, count("seq_len")?);
     let ids: Vec<u32> = serde_json::from_value(field("ids")?.clone()).map_err(|e| bad(format!("manifest.json ids: {e}")))?;
     let tokens: Vec<String> = serde_json::from_value(field("tokens")?.clone()).map_err(|e| bad(format!("manifest.json tokens: {e}")))?;
+    let labels: Vec<String> = manifest
+        .get("labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .filter(|l: &Vec<String>| l.len() == tokens.len())
+        .unwrap_or_else(|| tokens.clone());
     let text = field("text")?.as_str().unwrap_or_default().to_string();
     let pair = manifest.get("pair").and_then(|p| p.as_str()).map(str::to_string);
     let model = manifest.get("model").and_then(|m| m.as_str()).unwrap_or("unknown model").to_string();
@@ -121,7 +128,7 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
             ids.len()
         )));
     }
-    Ok((model, SideMaps { ids, tokens, layers, heads, seq, causal, values }, text, pair))
+    Ok((model, SideMaps { ids, tokens, labels, layers, heads, seq, causal, values }, text, pair))
 }
 
 /// `attnmap diff --model OLD --against NEW [TEXT | --texts FILE]`.
@@ -147,6 +154,7 @@ fn side_maps(session: &Session, text: &str, pair: Option<&str>) -> Result<SideMa
     Ok(SideMaps {
         ids: input.ids.clone(),
         tokens: input.tokens.clone(),
+        labels: input.labels.clone(),
         layers: capture.layers,
         heads: capture.heads,
         seq: capture.seq,
@@ -256,7 +264,7 @@ fn write_pictures(dir: &Path, parent: &Path, report: &DiffReport, probes: &[Prob
                 title_old: &title("old"),
                 title_new: &title("new"),
                 title_diff: &format!("new - old · {} {:.4}", metric.name(), metric.of(head)),
-                labels: &probe.old.tokens,
+                labels: &probe.old.labels,
                 colormap,
                 mask: if probe.old.causal { Mask::Causal } else { Mask::None },
             },

@@ -113,6 +113,7 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
         "ids": capture.input.ids,
         "type_ids": capture.input.type_ids,
         "tokens": capture.input.tokens,
+        "labels": capture.input.labels,
         "truncated_tokens": capture.input.dropped,
         "attention": {
             "file": "attention.npy",

@@ -92,7 +92,7 @@ pub fn heatmap(capture: &Capture, layer: usize, head: usize, title: &str, style:
     };
     let truncated = if capture.input.dropped > 0 { format!(" (truncated, {} dropped)", capture.input.dropped) } else { String::new() };
     let subtitle = format!("{} tokens{truncated} · attention weights only: not what the values carry", capture.seq);
-    let labels = capture.tokens();
+    let labels = &capture.input.labels;
     let options = HeatmapOptions {
         title,
         subtitle: Some(&subtitle),
