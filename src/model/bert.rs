@@ -33,7 +33,7 @@ pub struct Config {
     pub layer_norm_eps: f64,
     #[serde(default)]
     pub position_embedding_type: Option<String>,
-    /// RoBERTa's positions start after it; `null` leaves RoBERTa without positions.
+    /// RoBERTa numbers positions from pad_token_id + 1 (BERT ignores it); RobertaConfig defaults it to 1.
     #[serde(default = "default_pad")]
     pub pad_token_id: Option<u32>,
     #[serde(skip)]
