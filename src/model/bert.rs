@@ -109,15 +109,39 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    out_norm: LayerNorm,
+/// One post-LayerNorm encoder layer: self-attention, add & norm, MLP, add & norm.
+/// DistilBERT's TransformerBlock is the same arithmetic under other weight names.
+pub(super) struct Layer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attn_out: Linear,
+    pub attn_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub out_norm: LayerNorm,
+}
+
+/// Run `layers` over one unpadded sequence's embeddings, stopping after the last layer the
+/// sink wants. No mask is added: transformers' bidirectional mask is all zeros without padding.
+pub(super) fn encode(layers: &[Layer], embedded: Tensor, info: &ArchInfo, act: Activation, sink: &mut dyn HookSink) -> Result<Tensor> {
+    let mut hidden = embedded;
+    let scale = inverse_sqrt(info.head_dim);
+    let last = sink.last_layer().unwrap_or(usize::MAX);
+    for (index, layer) in layers.iter().enumerate() {
+        let q = split_heads(&layer.query.forward(&hidden)?, info.heads)?;
+        let k = split_heads(&layer.key.forward(&hidden)?, info.heads)?;
+        let v = split_heads(&layer.value.forward(&hidden)?, info.heads)?;
+        let z = attend(index, &q, &k, &v, None, scale, sink)?;
+        record_result(index, &z, layer.attn_out.weight(), sink)?;
+        let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&merge_heads(&z)?)? + &hidden)?)?;
+        let inner = act.forward(&layer.intermediate.forward(&attended)?)?;
+        hidden = layer.out_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;
+        if index >= last {
+            break;
+        }
+    }
+    Ok(hidden)
 }
 
 pub struct Bert {
@@ -201,25 +225,7 @@ impl AttentionModel for Bert {
             Variant::Roberta => (Tensor::zeros(seq, DType::U32, &device)?, Tensor::new(roberta_positions(&input.ids, self.pad_token_id), &device)?),
         };
         let embedded = ((self.word.forward(&ids)? + self.token_type.forward(&type_ids)?)? + self.position.forward(&positions)?)?;
-        let mut hidden = self.embed_norm.forward(&embedded)?;
-        let heads = self.info.heads;
-        let scale = inverse_sqrt(self.info.head_dim);
-        let last = sink.last_layer().unwrap_or(usize::MAX);
-        for (index, layer) in self.layers.iter().enumerate() {
-            let q = split_heads(&layer.query.forward(&hidden)?, heads)?;
-            let k = split_heads(&layer.key.forward(&hidden)?, heads)?;
-            let v = split_heads(&layer.value.forward(&hidden)?, heads)?;
-            // One unpadded sequence: BERT's attention mask is all zeros, so none is added.
-            let z = attend(index, &q, &k, &v, None, scale, sink)?;
-            record_result(index, &z, layer.attn_out.weight(), sink)?;
-            let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&merge_heads(&z)?)? + &hidden)?)?;
-            let inner = self.act.forward(&layer.intermediate.forward(&attended)?)?;
-            hidden = layer.out_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;
-            if index >= last {
-                break;
-            }
-        }
-        Ok(hidden)
+        encode(&self.layers, self.embed_norm.forward(&embedded)?, &self.info, self.act, sink)
     }
 }
 

@@ -5,9 +5,10 @@
 //! `models/distilbert.rs` for the weight names: word and position embeddings
 //! (no token types) and a LayerNorm, then post-LayerNorm blocks
 //! `transformer.layer.{i}` (`attention.{q,k,v,out}_lin`, `sa_layer_norm`,
-//! `ffn.lin1`, `ffn.lin2`, `output_layer_norm`). What it changes: attention goes
-//! through [`super::attention::attend`], which reports every hook point, and
-//! the scaling is applied to QK^T as transformers 5.x does. candle's file and
+//! `ffn.lin1`, `ffn.lin2`, `output_layer_norm`). What it changes: the blocks run
+//! as BERT's ([`super::bert::encode`]), whose attention goes through
+//! [`super::attention::attend`], which reports every hook point, and the scaling
+//! is applied to QK^T as transformers 5.x does. candle's file and
 //! transformers 4.x divide q by sqrt(head_dim) before the matmul instead, which
 //! rounds differently (in the last bits of f32).
 //!
@@ -16,11 +17,11 @@
 //! LayerNorm uses eps 1e-12, fixed in transformers' code rather than the config.
 
 use candle_core::{Device, Tensor};
-use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{Activation, Embedding, LayerNorm, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, merge_heads, record_result, split_heads};
-use super::{check_geometry, inverse_sqrt, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
+use super::bert::{encode, Layer};
+use super::{check_geometry, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
 use crate::hooks::HookSink;
 use crate::tokenize::Encoded;
@@ -85,17 +86,6 @@ impl Architecture for Config {
     }
 }
 
-struct Layer {
-    q_lin: Linear,
-    k_lin: Linear,
-    v_lin: Linear,
-    out_lin: Linear,
-    sa_layer_norm: LayerNorm,
-    lin1: Linear,
-    lin2: Linear,
-    output_layer_norm: LayerNorm,
-}
-
 pub struct DistilBert {
     info: ArchInfo,
     act: Activation,
@@ -116,14 +106,14 @@ impl DistilBert {
                 let vb = vb.pp(format!("transformer.layer.{index}"));
                 let attn = vb.pp("attention");
                 Ok(Layer {
-                    q_lin: linear(hidden, hidden, attn.pp("q_lin"))?,
-                    k_lin: linear(hidden, hidden, attn.pp("k_lin"))?,
-                    v_lin: linear(hidden, hidden, attn.pp("v_lin"))?,
-                    out_lin: linear(hidden, hidden, attn.pp("out_lin"))?,
-                    sa_layer_norm: layer_norm(hidden, LAYER_NORM_EPS, vb.pp("sa_layer_norm"))?,
-                    lin1: linear(hidden, config.hidden_dim, vb.pp("ffn.lin1"))?,
-                    lin2: linear(config.hidden_dim, hidden, vb.pp("ffn.lin2"))?,
-                    output_layer_norm: layer_norm(hidden, LAYER_NORM_EPS, vb.pp("output_layer_norm"))?,
+                    query: linear(hidden, hidden, attn.pp("q_lin"))?,
+                    key: linear(hidden, hidden, attn.pp("k_lin"))?,
+                    value: linear(hidden, hidden, attn.pp("v_lin"))?,
+                    attn_out: linear(hidden, hidden, attn.pp("out_lin"))?,
+                    attn_norm: layer_norm(hidden, LAYER_NORM_EPS, vb.pp("sa_layer_norm"))?,
+                    intermediate: linear(hidden, config.hidden_dim, vb.pp("ffn.lin1"))?,
+                    output: linear(config.hidden_dim, hidden, vb.pp("ffn.lin2"))?,
+                    out_norm: layer_norm(hidden, LAYER_NORM_EPS, vb.pp("output_layer_norm"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -159,24 +149,7 @@ impl AttentionModel for DistilBert {
         let seq = input.len();
         let ids = Tensor::new(input.ids.as_slice(), &device)?;
         let positions = Tensor::arange(0u32, seq as u32, &device)?;
-        let mut hidden = self.embed_norm.forward(&(self.word.forward(&ids)? + self.position.forward(&positions)?)?)?;
-        let heads = self.info.heads;
-        let scale = inverse_sqrt(self.info.head_dim);
-        let last = sink.last_layer().unwrap_or(usize::MAX);
-        for (index, layer) in self.layers.iter().enumerate() {
-            let q = split_heads(&layer.q_lin.forward(&hidden)?, heads)?;
-            let k = split_heads(&layer.k_lin.forward(&hidden)?, heads)?;
-            let v = split_heads(&layer.v_lin.forward(&hidden)?, heads)?;
-            // One unpadded sequence: no mask.
-            let z = attend(index, &q, &k, &v, None, scale, sink)?;
-            record_result(index, &z, layer.out_lin.weight(), sink)?;
-            let attended = layer.sa_layer_norm.forward(&(layer.out_lin.forward(&merge_heads(&z)?)? + &hidden)?)?;
-            let inner = self.act.forward(&layer.lin1.forward(&attended)?)?;
-            hidden = layer.output_layer_norm.forward(&(layer.lin2.forward(&inner)? + &attended)?)?;
-            if index >= last {
-                break;
-            }
-        }
-        Ok(hidden)
+        let embedded = (self.word.forward(&ids)? + self.position.forward(&positions)?)?;
+        encode(&self.layers, self.embed_norm.forward(&embedded)?, &self.info, self.act, sink)
     }
 }
