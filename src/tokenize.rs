@@ -15,6 +15,7 @@ pub struct Encoded {
     pub pair: Option<String>,
     pub ids: Vec<u32>,
     /// Segment ids (BERT's token_type_ids): 0 for the first text, 1 for the pair.
+    /// All 0 for models whose transformers tokenizer feeds no token_type_ids.
     pub type_ids: Vec<u32>,
     /// The tokenizer's token strings (`convert_ids_to_tokens`).
     pub tokens: Vec<String>,
@@ -42,6 +43,7 @@ pub struct TextTokenizer {
     max_len: usize,
     /// GPT-2 style byte-level BPE: token strings spell bytes, not text.
     byte_level: bool,
+    segments: bool,
 }
 
 impl TextTokenizer {
@@ -66,7 +68,15 @@ impl TextTokenizer {
             }))
             .map_err(|e| Error::Tokenizer { path: path.clone(), message: format!("cannot set truncation: {e}") })?;
         let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
-        Ok(Self { inner, path, max_len, byte_level })
+        Ok(Self { inner, path, max_len, byte_level, segments: true })
+    }
+
+    /// For models whose transformers tokenizer has no `token_type_ids` among its
+    /// `model_input_names` (RoBERTa, DistilBERT, GPT-2, …): the model then runs on
+    /// all-zero segment ids, whatever tokenizer.json's post-processor assigns.
+    pub fn without_segments(mut self) -> Self {
+        self.segments = false;
+        self
     }
 
     pub fn max_len(&self) -> usize {
@@ -108,7 +118,7 @@ impl TextTokenizer {
             text: text.to_string(),
             pair: pair.map(str::to_string),
             ids: encoding.get_ids().to_vec(),
-            type_ids: encoding.get_type_ids().to_vec(),
+            type_ids: if self.segments { encoding.get_type_ids().to_vec() } else { vec![0; encoding.len()] },
             tokens,
             labels,
             dropped,

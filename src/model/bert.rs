@@ -1,16 +1,18 @@
-//! The BERT family (`model_type` bert: BERT, MiniLM, …) with attention hooks.
+//! The BERT family (`model_type` bert: BERT, MiniLM, …) with attention hooks,
+//! and the RoBERTa line that runs the same code (roberta, xlm-roberta, camembert).
 //!
-//! Follows candle-transformers 0.11 `models/bert.rs` for weight names and
-//! transformers' `models/bert/modeling_bert.py` (eager attention) for the
-//! arithmetic; what it changes is that attention goes through
-//! [`super::attention::attend`], which reports every hook point.
+//! Follows candle-transformers 0.11 `models/bert.rs` and `models/xlm_roberta.rs`
+//! for weight names and transformers 5.24 `models/bert/modeling_bert.py` and
+//! `models/roberta/modeling_roberta.py` (eager attention) for the arithmetic;
+//! what it changes is that attention goes through [`super::attention::attend`],
+//! which reports every hook point. What RoBERTa changes is in [`Variant`].
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
 use super::attention::{attend, merge_heads, record_result, split_heads};
-use super::{layer_norm, linear, ArchInfo, AttentionModel};
+use super::{check_geometry, inverse_sqrt, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
 use crate::hooks::HookSink;
 use crate::tokenize::Encoded;
@@ -31,29 +33,121 @@ pub struct Config {
     pub layer_norm_eps: f64,
     #[serde(default)]
     pub position_embedding_type: Option<String>,
+    /// RoBERTa numbers positions from pad_token_id + 1 (BERT ignores it); RobertaConfig defaults it to 1.
+    #[serde(default = "default_pad")]
+    pub pad_token_id: Option<u32>,
+    #[serde(skip)]
+    pub variant: Variant,
+}
+
+/// BERT proper, or the RoBERTa line. transformers' RobertaEmbeddings is BERT's
+/// plus `create_position_ids_from_input_ids`: positions count the non-padding
+/// tokens from `pad_token_id + 1`, so a model with 514 position embeddings
+/// reads at most 512 tokens. Its tokenizers feed no token_type_ids, the encoder
+/// sits under `roberta.` in task checkpoints, and it is otherwise BERT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Bert,
+    Roberta,
+}
+
+impl Config {
+    /// The same config read as RoBERTa / XLM-RoBERTa / CamemBERT.
+    pub fn roberta(self) -> Self {
+        Self { variant: Variant::Roberta, ..self }
+    }
+}
+
+impl Architecture for Config {
+    fn check(&self) -> std::result::Result<(), String> {
+        check_geometry(self.hidden_size, self.num_attention_heads, self.num_hidden_layers)?;
+        if let Some(kind) = self.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
+            return Err(format!("position_embedding_type {kind:?} is not supported (only \"absolute\")"));
+        }
+        if self.variant == Variant::Roberta {
+            let Some(pad) = self.pad_token_id else {
+                return Err("has pad_token_id null, but RoBERTa's positions are counted from pad_token_id + 1".into());
+            };
+            if self.max_position_embeddings <= pad as usize + 1 {
+                return Err(format!(
+                    "has max_position_embeddings {} but RoBERTa's positions start at pad_token_id + 1 = {}, which leaves no room for tokens",
+                    self.max_position_embeddings,
+                    pad as usize + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn max_tokens(&self) -> usize {
+        match (self.variant, self.pad_token_id) {
+            (Variant::Roberta, Some(pad)) => self.max_position_embeddings.saturating_sub(pad as usize + 1),
+            _ => self.max_position_embeddings,
+        }
+    }
+
+    fn reads_segments(&self) -> bool {
+        self.variant == Variant::Bert
+    }
+
+    fn build(&self, vb: VarBuilder<'static>) -> Result<Box<dyn AttentionModel>> {
+        Ok(Box::new(Bert::load(self, vb)?))
+    }
 }
 
 fn default_type_vocab() -> usize {
     2
 }
 
+/// BertConfig's and RobertaConfig's pad_token_id defaults are 0 and 1; only RoBERTa reads it.
+fn default_pad() -> Option<u32> {
+    Some(1)
+}
+
 fn default_eps() -> f64 {
     1e-12
 }
 
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    out_norm: LayerNorm,
+/// One post-LayerNorm encoder layer: self-attention, add & norm, MLP, add & norm.
+/// DistilBERT's TransformerBlock is the same arithmetic under other weight names.
+pub(super) struct Layer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attn_out: Linear,
+    pub attn_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub out_norm: LayerNorm,
+}
+
+/// Run `layers` over one unpadded sequence's embeddings, stopping after the last layer the
+/// sink wants. No mask is added: transformers' bidirectional mask is all zeros without padding.
+pub(super) fn encode(layers: &[Layer], embedded: Tensor, info: &ArchInfo, act: Activation, sink: &mut dyn HookSink) -> Result<Tensor> {
+    let mut hidden = embedded;
+    let scale = inverse_sqrt(info.head_dim);
+    let last = sink.last_layer().unwrap_or(usize::MAX);
+    for (index, layer) in layers.iter().enumerate() {
+        let q = split_heads(&layer.query.forward(&hidden)?, info.heads)?;
+        let k = split_heads(&layer.key.forward(&hidden)?, info.heads)?;
+        let v = split_heads(&layer.value.forward(&hidden)?, info.heads)?;
+        let z = attend(index, &q, &k, &v, None, scale, sink)?;
+        record_result(index, &z, layer.attn_out.weight(), sink)?;
+        let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&merge_heads(&z)?)? + &hidden)?)?;
+        let inner = act.forward(&layer.intermediate.forward(&attended)?)?;
+        hidden = layer.out_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;
+        if index >= last {
+            break;
+        }
+    }
+    Ok(hidden)
 }
 
 pub struct Bert {
     info: ArchInfo,
+    variant: Variant,
+    pad_token_id: u32,
     act: Activation,
     word: Embedding,
     position: Embedding,
@@ -64,8 +158,12 @@ pub struct Bert {
 
 impl Bert {
     pub fn load(config: &Config, vb: VarBuilder) -> Result<Self> {
-        // Task heads (BertForMaskedLM, …) keep the encoder under `bert.`.
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
+        // Task heads (BertForMaskedLM, RobertaForMaskedLM, …) keep the encoder under `bert.` / `roberta.`.
+        let prefix = match config.variant {
+            Variant::Bert => "bert",
+            Variant::Roberta => "roberta",
+        };
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp(prefix) };
         let hidden = config.hidden_size;
         let emb = vb.pp("embeddings");
         let word = candle_nn::embedding(config.vocab_size, hidden, emb.pp("word_embeddings"))?;
@@ -91,16 +189,18 @@ impl Bert {
         let heads = config.num_attention_heads;
         Ok(Self {
             info: ArchInfo {
-                family: "bert",
+                family: prefix,
                 layers: config.num_hidden_layers,
                 heads,
                 kv_heads: heads,
                 head_dim: hidden / heads,
                 hidden,
-                max_positions: config.max_position_embeddings,
+                max_positions: config.max_tokens(),
                 vocab_size: config.vocab_size,
                 causal: false,
             },
+            variant: config.variant,
+            pad_token_id: config.pad_token_id.unwrap_or_default(),
             act: config.hidden_act,
             word,
             position,
@@ -120,27 +220,27 @@ impl AttentionModel for Bert {
         let device = Device::Cpu;
         let seq = input.len();
         let ids = Tensor::new(input.ids.as_slice(), &device)?;
-        let type_ids = Tensor::new(input.type_ids.as_slice(), &device)?;
-        let positions = Tensor::arange(0u32, seq as u32, &device)?;
+        let (type_ids, positions) = match self.variant {
+            Variant::Bert => (Tensor::new(input.type_ids.as_slice(), &device)?, Tensor::arange(0u32, seq as u32, &device)?),
+            Variant::Roberta => (Tensor::zeros(seq, DType::U32, &device)?, Tensor::new(roberta_positions(&input.ids, self.pad_token_id), &device)?),
+        };
         let embedded = ((self.word.forward(&ids)? + self.token_type.forward(&type_ids)?)? + self.position.forward(&positions)?)?;
-        let mut hidden = self.embed_norm.forward(&embedded)?;
-        let heads = self.info.heads;
-        let scale = 1.0 / (self.info.head_dim as f64).sqrt();
-        let last = sink.last_layer().unwrap_or(usize::MAX);
-        for (index, layer) in self.layers.iter().enumerate() {
-            let q = split_heads(&layer.query.forward(&hidden)?, heads)?;
-            let k = split_heads(&layer.key.forward(&hidden)?, heads)?;
-            let v = split_heads(&layer.value.forward(&hidden)?, heads)?;
-            // One unpadded sequence: BERT's attention mask is all zeros, so none is added.
-            let z = attend(index, &q, &k, &v, None, scale, sink)?;
-            record_result(index, &z, layer.attn_out.weight(), sink)?;
-            let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&merge_heads(&z)?)? + &hidden)?)?;
-            let inner = self.act.forward(&layer.intermediate.forward(&attended)?)?;
-            hidden = layer.out_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;
-            if index >= last {
-                break;
-            }
-        }
-        Ok(hidden)
+        encode(&self.layers, self.embed_norm.forward(&embedded)?, &self.info, self.act, sink)
     }
+}
+
+/// transformers' `create_position_ids_from_input_ids`: non-padding tokens are numbered from
+/// `pad + 1` on, padding tokens (a literal `<pad>` in the text) sit at `pad` and are not counted.
+fn roberta_positions(ids: &[u32], pad: u32) -> Vec<u32> {
+    let mut seen = 0;
+    ids.iter()
+        .map(|&id| {
+            if id == pad {
+                pad
+            } else {
+                seen += 1;
+                pad + seen
+            }
+        })
+        .collect()
 }

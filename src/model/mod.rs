@@ -3,10 +3,15 @@
 
 pub mod attention;
 pub mod bert;
+pub mod distilbert;
+pub mod gpt2;
+pub mod gpt_neox;
+pub mod rotary;
 mod weights;
 
 use candle_core::Tensor;
 use candle_nn::{LayerNorm, Linear, VarBuilder};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -15,7 +20,7 @@ use crate::source::ModelFiles;
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// The `model_type` values attnmap can load.
-pub const SUPPORTED: &[&str] = &["bert"];
+pub const SUPPORTED: &[&str] = &["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "gpt2", "gpt_neox"];
 
 /// What a user needs to know to ask for a map: the valid layer and head ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +32,7 @@ pub struct ArchInfo {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub hidden: usize,
+    /// The most tokens one input may have (what the tokenizer truncates at).
     pub max_positions: usize,
     pub vocab_size: usize,
     /// Decoder (causal) attention: the upper triangle of every map is masked.
@@ -37,7 +43,9 @@ pub struct ArchInfo {
 pub trait AttentionModel: Send + Sync {
     fn info(&self) -> &ArchInfo;
     /// Run one input; hook values go to `sink`. Returns the last hidden states
-    /// `[seq, hidden]` (of the last layer run, if the sink let it stop early).
+    /// `[seq, hidden]`, as transformers' `last_hidden_state` (after the final
+    /// LayerNorm where the architecture has one), or, if the sink let it stop
+    /// early, the residual stream after the last layer run.
     fn forward(&self, input: &Encoded, sink: &mut dyn HookSink) -> Result<Tensor>;
 }
 
@@ -53,56 +61,93 @@ struct ModelType {
     model_type: Option<String>,
 }
 
+/// A parsed config.json of one architecture: what the tokenizer must know, and how to build
+/// the model from weights.
+trait Architecture {
+    /// Refuse what transformers would refuse or attnmap cannot follow; the message names the field.
+    fn check(&self) -> std::result::Result<(), String>;
+    /// How many tokens one input may have: where the tokenizer truncates.
+    fn max_tokens(&self) -> usize;
+    /// Whether the family's transformers tokenizer feeds `token_type_ids` to the model.
+    fn reads_segments(&self) -> bool {
+        false
+    }
+    fn build(&self, vb: VarBuilder<'static>) -> Result<Box<dyn AttentionModel>>;
+}
+
 /// Load the model and tokenizer that `files` point to.
 pub fn load(files: &ModelFiles) -> Result<Loaded> {
     let text = std::fs::read_to_string(&files.config)
         .map_err(|e| Error::model_file(&files.config, format!("cannot be read: {e}")))?;
-    let bad_config = |e: serde_json::Error| Error::model_file(&files.config, format!("is not a valid config: {e}"));
-    let model_type = serde_json::from_str::<ModelType>(&text)
-        .map_err(bad_config)?
+    let model_type = parse_config::<ModelType>(&text, files)?
         .model_type
         .ok_or_else(|| Error::model_file(&files.config, "has no model_type; it must be a transformers config.json"))?;
-    let weights_error = |e: Error| match e {
+    let arch: Box<dyn Architecture> = match model_type.as_str() {
+        "bert" => Box::new(parse_config::<bert::Config>(&text, files)?),
+        // The RoBERTa line runs BERT's code; transformers' CamembertModel is RobertaModel renamed.
+        "roberta" | "xlm-roberta" | "camembert" => Box::new(parse_config::<bert::Config>(&text, files)?.roberta()),
+        "distilbert" => Box::new(parse_config::<distilbert::Config>(&text, files)?),
+        "gpt2" => Box::new(parse_config::<gpt2::Config>(&text, files)?),
+        "gpt_neox" => Box::new(parse_config::<gpt_neox::Config>(&text, files)?),
+        other => {
+            return Err(Error::UnsupportedArchitecture {
+                found: other.to_string(),
+                path: files.config.clone(),
+                supported: SUPPORTED.join(", "),
+            })
+        }
+    };
+    arch.check().map_err(|message| Error::model_file(&files.config, message))?;
+    if arch.max_tokens() == 0 {
+        return Err(Error::model_file(&files.config, "leaves room for no tokens (its maximum number of positions is 0)"));
+    }
+    let mut tokenizer = TextTokenizer::from_file(&files.tokenizer, arch.max_tokens())?;
+    if !arch.reads_segments() {
+        tokenizer = tokenizer.without_segments();
+    }
+    let vb = weights::var_builder(&files.weights)?;
+    let model = arch.build(vb).map_err(|e| match e {
         // A tensor that is missing or mis-shaped means these weights are not this architecture.
         Error::Compute(inner) => Error::model_file(
             files.weights.files()[0],
             format!("does not hold {model_type} weights as config.json describes ({})", crate::error::first_line(&inner)),
         ),
         other => other,
-    };
-    match model_type.as_str() {
-        "bert" => {
-            let config: bert::Config = serde_json::from_str(&text).map_err(bad_config)?;
-            check_geometry(files, config.hidden_size, config.num_attention_heads, config.num_hidden_layers)?;
-            if let Some(kind) = config.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
-                return Err(Error::model_file(&files.config, format!("position_embedding_type {kind:?} is not supported (only \"absolute\")")));
-            }
-            let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.max_position_embeddings)?;
-            let vb = weights::var_builder(&files.weights)?;
-            let model = bert::Bert::load(&config, vb).map_err(weights_error)?;
-            Ok(Loaded { model: Box::new(model), tokenizer, model_type })
-        }
-        other => Err(Error::UnsupportedArchitecture {
-            found: other.to_string(),
-            path: files.config.clone(),
-            supported: SUPPORTED.join(", "),
-        }),
-    }
+    })?;
+    Ok(Loaded { model, tokenizer, model_type })
 }
 
-fn check_geometry(files: &ModelFiles, hidden: usize, heads: usize, layers: usize) -> Result<()> {
-    if heads == 0 || layers == 0 || hidden % heads != 0 {
-        return Err(Error::model_file(
-            &files.config,
-            format!("has an impossible shape: hidden_size {hidden}, {heads} heads, {layers} layers (hidden_size must be a positive multiple of the head count)"),
+fn parse_config<T: DeserializeOwned>(text: &str, files: &ModelFiles) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::model_file(&files.config, format!("is not a valid config: {e}")))
+}
+
+/// Heads must split the hidden size evenly, and there must be something to look at.
+fn check_geometry(hidden: usize, heads: usize, layers: usize) -> std::result::Result<(), String> {
+    // Far beyond any real model; keeps the width arithmetic (3 * hidden, 4 * hidden) from overflowing.
+    if hidden > 1 << 24 {
+        return Err(format!("has hidden_size {hidden}, which no real model has; check the file"));
+    }
+    if heads == 0 || layers == 0 || !hidden.is_multiple_of(heads) {
+        return Err(format!(
+            "has an impossible shape: hidden_size {hidden}, {heads} heads, {layers} layers (hidden_size must be a positive multiple of the head count)"
         ));
     }
     Ok(())
 }
 
+/// transformers' scaling `head_dim ** -0.5`, computed as Python does before PyTorch rounds it to f32.
+fn inverse_sqrt(head_dim: usize) -> f64 {
+    (head_dim as f64).powf(-0.5)
+}
+
 /// A linear layer with bias, shapes checked against the file.
 pub(crate) fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
     Ok(candle_nn::linear(input, output, vb)?)
+}
+
+/// A linear layer whose bias the config may switch off (e.g. GPT-NeoX's `attention_bias`).
+pub(crate) fn linear_with_bias(input: usize, output: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    Ok(candle_nn::linear_b(input, output, bias, vb)?)
 }
 
 /// A LayerNorm stored as weight/bias, or as gamma/beta in old TF-converted checkpoints.

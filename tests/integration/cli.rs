@@ -5,7 +5,7 @@ use std::path::Path;
 
 use attnmap::output::read_npy_f32;
 
-use crate::helpers::{assert_clean_failure, attnmap, fixtures, minilm_dir, stderr, tiny_bert_dir};
+use crate::helpers::{assert_clean_failure, attnmap, fixtures, minilm_dir, run_broken_model, stderr, tiny_bert_dir};
 
 fn model_arg(dir: &Path) -> String {
     dir.to_str().unwrap().to_string()
@@ -190,17 +190,7 @@ fn bad_inputs_end_in_one_line_and_exit_2() {
 
 /// Copy the tiny model into a temp folder, let `spoil` break one file, and run.
 fn run_broken(spoil: impl FnOnce(&Path)) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    std::fs::create_dir(&model).unwrap();
-    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
-        std::fs::copy(tiny_bert_dir().join(file), model.join(file)).unwrap();
-    }
-    spoil(&model);
-    let out = dir.path().join("out.png");
-    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
-    assert!(!out.exists(), "no output may be written on failure");
-    output
+    run_broken_model(&tiny_bert_dir(), spoil)
 }
 
 #[test]

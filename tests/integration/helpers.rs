@@ -131,6 +131,22 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Copy a model folder's config, tokenizer and weights into a temp folder, let
+/// `spoil` break one of them, and run `show` on it (no output may be written).
+pub fn run_broken_model(model_dir: &Path, spoil: impl FnOnce(&Path)) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model_dir.join(file), model.join(file)).unwrap();
+    }
+    spoil(&model);
+    let out = dir.path().join("out.png");
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", model.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
+    assert!(!out.exists(), "no output may be written on failure");
+    output
+}
+
 /// Assert a bad-input run: exit 2, exactly one line on stderr mentioning `needle`, no panic.
 pub fn assert_clean_failure(output: &Output, needle: &str) {
     let err = stderr(output);
