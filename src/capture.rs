@@ -39,6 +39,13 @@ impl Capture {
                 check_layer(info, layer)?;
             }
         }
+        if let Some((index, &id)) = input.ids.iter().enumerate().find(|(_, &id)| id as usize >= info.vocab_size) {
+            return Err(Error::Input(format!(
+                "token {:?} has id {id}, outside this model's vocabulary of {} ids; the tokenizer does not belong to these weights (check tokenizer.json against config.json's vocab_size)",
+                input.tokens.get(index).map(String::as_str).unwrap_or("?"),
+                info.vocab_size
+            )));
+        }
         let mut kinds = vec![HookKind::Pattern];
         kinds.extend(extra.iter().copied().filter(|k| *k != HookKind::Pattern));
         let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() });

@@ -282,3 +282,12 @@ fn interrupted_dump_leaves_nothing_behind() {
         assert!(status.success() && out.join("manifest.json").is_file());
     }
 }
+
+#[test]
+fn a_tokenizer_that_does_not_fit_the_weights_is_named() {
+    // MiniLM's tokenizer (30522 ids) with the tiny BERT's weights (a few hundred).
+    let output = crate::helpers::run_broken_model(&tiny_bert_dir(), |m| {
+        std::fs::copy(minilm_dir().join("tokenizer.json"), m.join("tokenizer.json")).unwrap();
+    });
+    assert_clean_failure(&output, "outside this model's vocabulary");
+}
