@@ -3,6 +3,9 @@
 
 pub mod attention;
 pub mod bert;
+pub mod gguf;
+mod gguf_tokenizer;
+pub mod llama;
 mod weights;
 
 use candle_core::Tensor;
@@ -11,11 +14,11 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::hooks::HookSink;
-use crate::source::ModelFiles;
+use crate::source::{ModelFiles, Weights};
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// The `model_type` values attnmap can load.
-pub const SUPPORTED: &[&str] = &["bert"];
+pub const SUPPORTED: &[&str] = &["bert", "llama", "mistral", "qwen2"];
 
 /// What a user needs to know to ask for a map: the valid layer and head ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +48,18 @@ pub trait AttentionModel: Send + Sync {
 pub struct Loaded {
     pub model: Box<dyn AttentionModel>,
     pub tokenizer: TextTokenizer,
+    /// config.json's `model_type`, or a GGUF file's `general.architecture`.
     pub model_type: String,
+    /// How the weights are computed with, e.g. "f32" or "f32, dequantized from the file's Q4_1 x210, ...".
+    pub precision: String,
+}
+
+/// How to load a model (what the command line can change).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// For a GGUF file: run candle's quantized matmuls on the file's blocks
+    /// instead of dequantizing to f32 (faster; the maps then differ slightly).
+    pub quantized: bool,
 }
 
 #[derive(Deserialize)]
@@ -53,8 +67,23 @@ struct ModelType {
     model_type: Option<String>,
 }
 
-/// Load the model and tokenizer that `files` point to.
+/// Load the model and tokenizer that `files` point to, with default options.
 pub fn load(files: &ModelFiles) -> Result<Loaded> {
+    load_with(files, &LoadOptions::default())
+}
+
+/// Load the model and tokenizer that `files` point to.
+pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
+    if let Weights::Gguf(path) = &files.weights {
+        return gguf::load(path, options);
+    }
+    if options.quantized {
+        return Err(Error::Usage(format!(
+            "--quantized needs a .gguf model; {} holds {} weights, which are always computed in f32",
+            files.id,
+            files.weights.format()
+        )));
+    }
     let text = std::fs::read_to_string(&files.config)
         .map_err(|e| Error::model_file(&files.config, format!("cannot be read: {e}")))?;
     let bad_config = |e: serde_json::Error| Error::model_file(&files.config, format!("is not a valid config: {e}"));
@@ -80,7 +109,15 @@ pub fn load(files: &ModelFiles) -> Result<Loaded> {
             let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.max_position_embeddings)?;
             let vb = weights::var_builder(&files.weights)?;
             let model = bert::Bert::load(&config, vb).map_err(weights_error)?;
-            Ok(Loaded { model: Box::new(model), tokenizer, model_type })
+            Ok(Loaded { model: Box::new(model), tokenizer, model_type, precision: "f32".into() })
+        }
+        kind if llama::Family::from_model_type(kind).is_some() => {
+            let family = llama::Family::from_model_type(kind).ok_or_else(|| Error::model_file(&files.config, "unknown family"))?;
+            let config = llama::Config::from_json(&text, family).map_err(|message| Error::model_file(&files.config, message))?;
+            let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.max_positions)?;
+            let tensors = llama::Tensors { dense: weights::var_builder(&files.weights)?, quantized: Default::default() };
+            let model = llama::Llama::load(&config, tensors).map_err(weights_error)?;
+            Ok(Loaded { model: Box::new(model), tokenizer, model_type, precision: "f32".into() })
         }
         other => Err(Error::UnsupportedArchitecture {
             found: other.to_string(),
