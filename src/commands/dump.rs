@@ -106,6 +106,8 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
             "sha256": sha,
         })).collect::<Vec<_>>(),
         "weights_sha256": hashes.first(),
+        "weights_format": files_meta.weights.format(),
+        "precision": session.loaded.precision,
         "architecture": session.loaded.model_type,
         "layers": capture.layers,
         "heads": capture.heads,

@@ -195,7 +195,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         other => other,
     })?;
     let precision = if options.quantized {
-        format!("quantized matmuls on the file's blocks ({summary}); maps differ slightly from the dequantized weights'")
+        format!("quantized matmuls on the file's {summary} blocks (--quantized: maps differ slightly)")
     } else {
         format!("f32, dequantized from the file's {summary}")
     };

@@ -2,6 +2,7 @@
 //! (made by scripts/make_fixtures.py); the real models in .models (fetched by
 //! scripts/fetch-models.sh, which scripts/test.sh runs first).
 
+mod arch_llama;
 mod cli;
 mod faithfulness;
 mod helpers;
