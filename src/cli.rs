@@ -68,7 +68,9 @@ pub struct ModelArgs {
     pub revision: String,
 
     /// For a .gguf model: run quantized matmuls on the file's blocks instead of
-    /// dequantizing the weights to f32. Faster, but maps then differ slightly.
+    /// dequantizing the weights to f32, for speed and a quarter of the memory; maps then
+    /// differ slightly. candle has fast CPU kernels for Q4_0, Q8_0 and the K-quants only
+    /// (a Q4_1 file runs slower than in f32).
     #[arg(long)]
     pub quantized: bool,
 }
