@@ -340,7 +340,7 @@ fn read_tensors(gguf: &mut GgufFile, config: &Config, quantized: bool) -> Result
 /// holds HF row `j * d/2 + i` (reshape `[heads, d/2, 2, ..]`, swap axes 1 and 2).
 fn unpermute(values: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let dims = values.dims().to_vec();
-    let rows = dims[0];
+    let Some(&rows) = dims.first() else { candle_core::bail!("is a scalar, not rows of a projection") };
     if heads == 0 || rows % (2 * heads) != 0 {
         candle_core::bail!("has {rows} rows, not a whole number of {heads} heads with even head_dim");
     }

@@ -196,6 +196,9 @@ fn resolve_folder(model: &str, dir: &Path) -> Result<ModelFiles> {
         ));
     }
     let files = find_files(dir).map_err(|missing| {
+        if let Some(gguf) = gguf_in(dir) {
+            return Error::model_file(dir, format!("{missing}, but the folder holds {}; pass that file as --model", gguf.display()));
+        }
         Error::model_file(dir, format!("{missing}; a model folder needs config.json, tokenizer.json and model.safetensors (or model.safetensors.index.json with its shards, or pytorch_model.bin)"))
     })?;
     Ok(ModelFiles {
@@ -208,6 +211,17 @@ fn resolve_folder(model: &str, dir: &Path) -> Result<ModelFiles> {
         tokenizer: files.1,
         weights: files.2,
     })
+}
+
+/// The first `.gguf` file in `dir` (by name), for a hint when the folder is not a HF folder.
+fn gguf_in(dir: &Path) -> Option<PathBuf> {
+    let mut ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")))
+        .collect();
+    ggufs.sort();
+    ggufs.into_iter().next()
 }
 
 /// config.json, tokenizer.json and the weights in `dir`, or the name of what is missing.

@@ -467,3 +467,23 @@ fn truncated_or_corrupt_gguf_is_reported() {
     let output = attnmap(&["info", "--model", empty.to_str().unwrap()], &[]);
     assert_clean_failure(&output, "empty.gguf");
 }
+
+#[test]
+fn a_folder_holding_a_gguf_points_at_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_gguf(&dir.path().join("tiny.gguf"), |_| {});
+    let output = attnmap(&["info", "--model", dir.path().to_str().unwrap()], &[]);
+    assert_clean_failure(&output, "tiny.gguf; pass that file as --model");
+}
+
+/// A long context would need every map of every head in memory at once: refused with the
+/// token count that fits, before any work.
+#[test]
+fn a_dump_too_large_for_memory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "The year 2019 was long. ".repeat(400);
+    let out = dir.path().join("dump");
+    let output = attnmap(&["dump", &text, "--out", out.to_str().unwrap(), "--model", smollm2().to_str().unwrap()], &[]);
+    assert_clean_failure(&output, "shorten the text to at most 1410 tokens");
+    assert!(!out.exists());
+}
