@@ -218,10 +218,10 @@ impl Config {
         if self.heads == 0 || self.kv_heads == 0 || self.head_dim == 0 || self.layers == 0 {
             return Err(format!("has an impossible shape: {} heads, {} KV heads, head_dim {}, {} layers", self.heads, self.kv_heads, self.head_dim, self.layers));
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(format!("has {} query heads and {} KV heads; the query heads must be a multiple of the KV heads", self.heads, self.kv_heads));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(format!("has head_dim {}; RoPE needs an even head dimension", self.head_dim));
         }
         if self.sliding_window.contains(&Some(0)) {
@@ -248,7 +248,8 @@ impl Config {
                         let scaled = if wavelen > low_wavelen { inv_freq / factor } else { inv_freq };
                         let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                         let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
-                        let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                        // torch: ~(wavelen < high) * ~(wavelen > low); wavelengths are never NaN.
+                        let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                         if medium {
                             smoothed
                         } else {

@@ -58,7 +58,8 @@ pub struct Loaded {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// For a GGUF file: run candle's quantized matmuls on the file's blocks
-    /// instead of dequantizing to f32 (faster; the maps then differ slightly).
+    /// instead of dequantizing to f32 (less memory, faster for the types candle
+    /// has SIMD kernels for; the maps then differ slightly).
     pub quantized: bool,
 }
 
@@ -99,8 +100,8 @@ pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
         ),
         other => other,
     };
-    match model_type.as_str() {
-        "bert" => {
+    match (model_type.as_str(), llama::Family::from_model_type(&model_type)) {
+        ("bert", _) => {
             let config: bert::Config = serde_json::from_str(&text).map_err(bad_config)?;
             check_geometry(files, config.hidden_size, config.num_attention_heads, config.num_hidden_layers)?;
             if let Some(kind) = config.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
@@ -111,15 +112,14 @@ pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
             let model = bert::Bert::load(&config, vb).map_err(weights_error)?;
             Ok(Loaded { model: Box::new(model), tokenizer, model_type, precision: "f32".into() })
         }
-        kind if llama::Family::from_model_type(kind).is_some() => {
-            let family = llama::Family::from_model_type(kind).ok_or_else(|| Error::model_file(&files.config, "unknown family"))?;
+        (_, Some(family)) => {
             let config = llama::Config::from_json(&text, family).map_err(|message| Error::model_file(&files.config, message))?;
             let tokenizer = TextTokenizer::from_file(&files.tokenizer, config.max_positions)?;
             let tensors = llama::Tensors { dense: weights::var_builder(&files.weights)?, quantized: Default::default() };
             let model = llama::Llama::load(&config, tensors).map_err(weights_error)?;
             Ok(Loaded { model: Box::new(model), tokenizer, model_type, precision: "f32".into() })
         }
-        other => Err(Error::UnsupportedArchitecture {
+        (other, None) => Err(Error::UnsupportedArchitecture {
             found: other.to_string(),
             path: files.config.clone(),
             supported: SUPPORTED.join(", "),
