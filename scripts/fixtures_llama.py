@@ -59,7 +59,7 @@ from transformers import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import FULL_MAX, LONG_300, LONG_600, fail, row_index_for, rowproj, sha256  # noqa: E402
+from make_fixtures import FULL_MAX, LONG_300, LONG_600, fail, perturb_parameters, rowproj, sha256  # noqa: E402
 
 SEED = 4321
 INIT_RANGE = 0.25  # large enough that the tiny models' attention is peaky, not uniform
@@ -160,16 +160,6 @@ def train_byte_level(vocab_size):
     )
 
 
-def perturb(model):
-    """Random norm weights and biases: an implementation that drops either must fail."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.normal_(0.0, 0.2)
-            elif "norm" in name:
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-
-
 def build_tiny(out_dir, kind, tokenizer):
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
@@ -228,7 +218,7 @@ def build_tiny(out_dir, kind, tokenizer):
         model = Qwen2Model(config)
     else:
         raise ValueError(kind)
-    perturb(model)
+    perturb_parameters(model, is_norm=lambda name: "norm" in name, norm_spread=0.3)
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -16,7 +16,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use crate::faithfulness::{check_model, check_model_within};
-use crate::helpers::{assert_clean_failure, attnmap, fixtures, loaded, repo_root, stderr};
+use crate::helpers::{assert_clean_failure, attnmap, dumps_across_thread_counts, fixtures, loaded, repo_root, stderr};
 
 const SMOLLM2: &str = ".models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
@@ -138,22 +138,7 @@ fn smollm2_tokenizer_splits_digits_like_the_original() {
 /// manifest says what was loaded.
 #[test]
 fn gguf_dump_is_byte_identical_across_runs_and_thread_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = smollm2();
-    let text = "In 2019, 3 clocks struck 12 at once.";
-    let mut dumps = Vec::new();
-    for (name, threads) in [("one", Some("1")), ("default", None), ("again", None)] {
-        let out = dir.path().join(name);
-        let envs: Vec<(&str, &str)> = threads.map(|t| vec![("RAYON_NUM_THREADS", t)]).unwrap_or_default();
-        let output = attnmap(&["dump", text, "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap()], &envs);
-        assert!(output.status.success(), "{}", stderr(&output));
-        dumps.push(out);
-    }
-    let first = std::fs::read(dumps[0].join("attention.npy")).unwrap();
-    for other in &dumps[1..] {
-        assert!(first == std::fs::read(other.join("attention.npy")).unwrap(), "attention.npy differs across runs");
-        assert!(std::fs::read(dumps[0].join("grid.png")).unwrap() == std::fs::read(other.join("grid.png")).unwrap());
-    }
+    let (_dir, dumps) = dumps_across_thread_counts(smollm2().to_str().unwrap(), "In 2019, 3 clocks struck 12 at once.");
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dumps[0].join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["architecture"], "llama");
     assert_eq!(manifest["weights_format"], "gguf");
