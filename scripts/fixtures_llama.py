@@ -32,17 +32,13 @@ Usage:
 
 import argparse
 import json
-import math
 import os
-import platform
 import shutil
 import sys
 
 import numpy as np
-import safetensors
 import tokenizers
 import torch
-import transformers
 from safetensors.numpy import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
@@ -59,7 +55,7 @@ from transformers import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import FULL_MAX, LONG_300, LONG_600, fail, perturb_parameters, rowproj, sha256  # noqa: E402
+from make_fixtures import FULL_MAX, LONG_300, LONG_600, fail, perturb_parameters, rowproj, sha256, versions  # noqa: E402
 
 SEED = 4321
 INIT_RANGE = 0.25  # large enough that the tiny models' attention is peaky, not uniform
@@ -461,12 +457,7 @@ def main():
 
     generator = {
         "script": "scripts/fixtures_llama.py",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "safetensors": safetensors.__version__,
-        "numpy": np.__version__,
+        **versions(),
         "reference": "AutoModel.from_pretrained(dir, attn_implementation='eager', dtype=float32).eval() "
         "(SmolLM2: AutoModelForCausalLM.from_pretrained(dir, gguf_file=..., ...).model), torch.no_grad(), "
         "output_attentions=True; tiny ids: tok(text, truncation=True, max_length=config.max_position_embeddings); "

@@ -200,6 +200,18 @@ def fail(msg):
     sys.exit(1)
 
 
+def versions():
+    """The versions a fixture set was made with, for its generator record."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "safetensors": safetensors.__version__,
+        "numpy": np.__version__,
+    }
+
+
 def perturb_parameters(model, is_norm, norm_spread):
     """Biases ~ N(0, 0.2) and norm weights 1 + norm_spread * N(0, 1), in parameter order.
 
@@ -506,12 +518,7 @@ def main():
 
     generator = {
         "script": "scripts/make_fixtures.py",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "safetensors": safetensors.__version__,
-        "numpy": np.__version__,
+        **versions(),
         "reference": "AutoModel.from_pretrained(dir, attn_implementation='eager', dtype=float32).eval(), "
         "torch.no_grad(), output_attentions=True; tokens: tok(text, text_pair=pair, truncation=True, "
         "max_length=config.max_position_embeddings, padding=False)",
