@@ -14,7 +14,7 @@
 //!   or kept for candle's quantized matmuls with `--quantized`.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -30,22 +30,23 @@ use crate::error::{first_line, Error, Result};
 /// `general.architecture` values attnmap can load.
 pub const SUPPORTED: &[&str] = &["llama"];
 
-/// An open GGUF file: its metadata and tensor directory, read once.
+/// A GGUF file read into memory, with its metadata and tensor directory parsed.
 pub(crate) struct GgufFile {
     pub path: PathBuf,
-    file: File,
+    /// The whole file: one read, then candle's reader parses tens of thousands of
+    /// vocabulary strings from memory instead of with a system call each.
+    bytes: Vec<u8>,
     content: Content,
 }
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| Error::model_file(path, format!("cannot be opened: {e}")))?;
-        let file_len = file.metadata().map_err(|e| Error::model_file(path, e))?.len();
-        let content = Content::read(&mut file).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?;
+        let content = Content::read(&mut Cursor::new(&bytes)).map_err(|e| {
             Error::model_file(path, format!("is not a valid GGUF file ({}); download it again or convert it with llama.cpp", first_line(&e)))
         })?;
-        let gguf = Self { path: path.to_path_buf(), file, content };
-        gguf.check_extents(file_len)?;
+        let gguf = Self { path: path.to_path_buf(), content, bytes };
+        gguf.check_extents(gguf.bytes.len() as u64)?;
         Ok(gguf)
     }
 
@@ -151,12 +152,12 @@ impl GgufFile {
         self.content.tensor_infos.contains_key(name)
     }
 
-    fn tensor(&mut self, name: &str) -> Result<QTensor> {
+    fn tensor(&self, name: &str) -> Result<QTensor> {
         if !self.has_tensor(name) {
             return Err(Error::model_file(&self.path, format!("has no tensor {name}; the file is incomplete or not a llama model")));
         }
         self.content
-            .tensor(&mut self.file, name, &Device::Cpu)
+            .tensor(&mut Cursor::new(&self.bytes), name, &Device::Cpu)
             .map_err(|e| Error::model_file(&self.path, format!("cannot read tensor {name} ({}); download the file again", first_line(&e))))
     }
 
@@ -177,7 +178,7 @@ impl GgufFile {
 
 /// Load a GGUF model and its tokenizer.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded> {
-    let mut gguf = GgufFile::open(path)?;
+    let gguf = GgufFile::open(path)?;
     let architecture = gguf.string("general.architecture")?.to_string();
     if !SUPPORTED.contains(&architecture.as_str()) {
         return Err(Error::model_file(
@@ -188,7 +189,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let config = config_from_metadata(&gguf, &architecture)?;
     let tokenizer = gguf_tokenizer::from_gguf(&gguf, config.max_positions)?;
     let summary = gguf.dtype_summary();
-    let tensors = read_tensors(&mut gguf, &config, options.quantized)?;
+    let tensors = read_tensors(&gguf, &config, options.quantized)?;
     let vb = VarBuilder::from_tensors(tensors.0, DType::F32, &Device::Cpu);
     let model = Llama::load(&config, Tensors { dense: vb, quantized: tensors.1 }).map_err(|e| match e {
         Error::Compute(inner) => Error::model_file(path, format!("does not hold the tensors its metadata describes ({})", first_line(&inner))),
@@ -300,7 +301,7 @@ type DenseAndQuantized = (HashMap<String, Tensor>, HashMap<String, QTensor>);
 
 /// Read every tensor the model needs: dequantized to f32 (in parallel), or,
 /// with `quantized`, the projection weights kept in their blocks.
-fn read_tensors(gguf: &mut GgufFile, config: &Config, quantized: bool) -> Result<DenseAndQuantized> {
+fn read_tensors(gguf: &GgufFile, config: &Config, quantized: bool) -> Result<DenseAndQuantized> {
     let mut raw = Vec::new();
     for want in wanted(config) {
         let tensor = gguf.tensor(&want.gguf)?;
