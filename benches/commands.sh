@@ -11,8 +11,12 @@
 #     dump   all 270 heads: attention.npy, 270 PNGs, grid.png, manifest (target: under 3 s
 #            on the project's 2-core machine)
 #
-# Reference points measured on the project's 2-core machine (shared with other builds;
-# median of 5): show 1.3 s, dump 2.4 s.
+#     show --quantized  the same head with candle's quantized matmuls
+#
+# Reference points measured on the project's 2-core machine (median of 5, load average
+# ~2 from other builds): show 0.68 s, dump 1.34 s, show --quantized 3.42 s (candle has no
+# SIMD kernel for Q4_1, so its quantized matmuls are slower than gemm on the dequantized
+# f32 weights). Under heavier load (load average 5) the dump took up to 2.5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
