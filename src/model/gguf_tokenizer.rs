@@ -85,14 +85,18 @@ pub(crate) fn from_gguf(gguf: &GgufFile, max_len: usize) -> Result<TextTokenizer
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-    // Control tokens (<|im_start|>, ...) are matched whole as special tokens,
-    // user-defined ones whole as plain added tokens (llama.cpp and transformers agree).
+    // Control tokens (<|im_start|>, ...) are matched whole as special tokens, user-defined
+    // ones (<think>, ...) whole as plain added tokens. As transformers does, only those
+    // spelled in the byte alphabet: any other is a llama.cpp mislabel and not in the vocabulary.
     let mut special = Vec::new();
     let mut added = Vec::new();
     for (token, kind) in tokens.iter().zip(&types) {
+        if !token.chars().all(|c| alphabet.contains(&c)) {
+            continue;
+        }
         match *kind {
-            CONTROL if token.chars().all(|c| alphabet.contains(&c)) => special.push(AddedToken::from(token.as_str(), true)),
-            USER_DEFINED => added.push(AddedToken::from(respell(token, &alphabet), false).normalized(false)),
+            CONTROL => special.push(AddedToken::from(token.as_str(), true)),
+            USER_DEFINED => added.push(AddedToken::from(token.as_str(), false).normalized(false)),
             _ => {}
         }
     }
