@@ -51,9 +51,15 @@ for i in $(seq 1 100); do
 done >"$work/probes.txt"
 measure "diff model vs model, 100 probe texts" "$bin" -q diff --model .models/minilm --against .models/sre --texts "$work/probes.txt" --fail-above 1
 
+# SmolLM2-135M-Instruct Q4_1 GGUF (30 layers x 9 heads) at 128 tokens (issue #4):
+# show of the deepest layer (the whole forward pass runs), the dump of all 270
+# heads (target under 3 s), and show with candle's quantized matmuls.
 gguf=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ -f "$gguf" ] && "$bin" -q info --model "$gguf" >/dev/null 2>&1; then
-  long=$(printf '%s ' $(seq 1 4) "$text" "$text" "$text" "$text" "$text" "$text" "$text" "$text")
-  measure "SmolLM2 GGUF show (one head)" "$bin" -q "$long" --model "$gguf" --layer 20 --head 4 -o "$work/map.png"
+if [ -f "$gguf" ]; then
+  long='On 14 March 2019, the small coastal town of Port Ellery opened its first public library in almost 80 years. The building, a converted 1920s warehouse on Harbour Street, cost roughly $2.4 million to renovate, and about 60% of that money came from local donations. Volunteers spent 7 months cataloguing 31,500 books, 1,200 maps and a surprising number of old ship logs. "We didn'"'"'t expect the logs," said Margaret Oyelaran, the head librarian. "Some of them date back'
+  "$bin" -q dump "$long" --model "$gguf" --out "$work/probe"
+  echo "SmolLM2 text: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq_len"])' "$work/probe/manifest.json") tokens"
+  measure "SmolLM2 GGUF show (one head, layer 29)" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png"
   measure "SmolLM2 GGUF dump (270 heads)" "$bin" -q dump "$long" --model "$gguf" --out "$work/out"
+  measure "SmolLM2 GGUF show --quantized" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png" --quantized
 fi

@@ -200,6 +200,32 @@ def fail(msg):
     sys.exit(1)
 
 
+def versions():
+    """The versions a fixture set was made with, for its generator record."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "safetensors": safetensors.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def perturb_parameters(model, is_norm, norm_spread):
+    """Biases ~ N(0, 0.2) and norm weights 1 + norm_spread * N(0, 1), in parameter order.
+
+    Default inits set biases to 0 and norm weights to 1, which would let an implementation
+    that drops them pass; this makes every parameter matter.
+    """
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0.0, 0.2)
+            elif is_norm(name):
+                p.copy_(1.0 + norm_spread * torch.randn_like(p))
+
+
 def rowproj_weights(s):
     """Fixed pseudo-random key weights r_k = ((k * 7919) % 1009) / 1009 (the Rust test uses the same)."""
     return ((np.arange(s, dtype=np.int64) * 7919) % 1009).astype(np.float64) / 1009.0
@@ -411,12 +437,7 @@ def build_tiny_bert(out_dir):
     # Default BERT init sets every bias to 0 and every LayerNorm to (1, 0), which would let a
     # Rust implementation that drops biases or LayerNorm affine params pass.  Perturb them
     # (deterministically, same seed stream) so those code paths are exercised too.
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.endswith(".bias"):
-                p.normal_(0.0, 0.2)
-            elif "LayerNorm.weight" in pname:
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+    perturb_parameters(model, is_norm=lambda name: "LayerNorm.weight" in name, norm_spread=0.2)
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)
 
@@ -497,12 +518,7 @@ def main():
 
     generator = {
         "script": "scripts/make_fixtures.py",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "safetensors": safetensors.__version__,
-        "numpy": np.__version__,
+        **versions(),
         "reference": "AutoModel.from_pretrained(dir, attn_implementation='eager', dtype=float32).eval(), "
         "torch.no_grad(), output_attentions=True; tokens: tok(text, text_pair=pair, truncation=True, "
         "max_length=config.max_position_embeddings, padding=False)",

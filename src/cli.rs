@@ -29,6 +29,7 @@ Examples:
   attnmap dump \"The WhirlyGigs arrived broken\" --out maps/
   attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap info --model ./my-bert-folder
+  attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/
 
 Layers and heads count from 0, as in transformers.";
 
@@ -59,14 +60,22 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// A Hugging Face repo id (read from the HF cache first; HF_HOME, HF_HUB_CACHE,
-    /// HF_HUB_OFFLINE, HF_TOKEN and HF_ENDPOINT are honoured) or a local model folder
-    /// (config.json, tokenizer.json, model.safetensors or pytorch_model.bin).
+    /// HF_HUB_OFFLINE, HF_TOKEN and HF_ENDPOINT are honoured), a local model folder
+    /// (config.json, tokenizer.json, model.safetensors or pytorch_model.bin), or a
+    /// local .gguf file (llama architecture; its weights are dequantized to f32).
     #[arg(short, long, default_value = DEFAULT_MODEL, value_name = "ID|PATH")]
     pub model: String,
 
     /// Branch, tag or commit of a Hub model.
     #[arg(long, default_value = "main")]
     pub revision: String,
+
+    /// For a .gguf model: run quantized matmuls on the file's blocks instead of
+    /// dequantizing the weights to f32, for speed and a quarter of the memory; maps then
+    /// differ slightly. candle has fast CPU kernels for Q4_0, Q8_0 and the K-quants only
+    /// (a Q4_1 file runs slower than in f32).
+    #[arg(long)]
+    pub quantized: bool,
 }
 
 /// What text to run.

@@ -2,8 +2,9 @@
 //!
 //! The library is laid out in rooms that only talk through plain data:
 //!
-//! - [`source`]: where a model comes from (Hub id, cache, folder, mirror).
-//! - [`model`]: architectures on candle, pushing named [`hooks`] as they run.
+//! - [`source`]: where a model comes from (Hub id, cache, folder, mirror, `.gguf` file).
+//! - [`model`]: architectures on candle (BERT; llama, mistral, qwen2 from folders or
+//!   GGUF files), pushing named [`hooks`] as they run.
 //! - [`capture`]: the captured `[layers, heads, query, key]` maps and tokens.
 //! - [`render`]: pure pictures, slices and labels in, PNG bytes out.
 //! - [`output`]: where bytes go (atomic files, stdout, .npy).

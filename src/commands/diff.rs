@@ -134,8 +134,8 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
 /// `attnmap diff --model OLD --against NEW [TEXT | --texts FILE]`.
 fn from_models(args: &DiffArgs, against: &str, quiet: bool) -> Result<(String, String, Vec<Probe>)> {
     let texts = probe_texts(args)?;
-    let old_args = ModelArgs { model: args.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string()), revision: args.revision.clone() };
-    let new_args = ModelArgs { model: against.to_string(), revision: args.against_revision.clone() };
+    let old_args = ModelArgs { model: args.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string()), revision: args.revision.clone(), quantized: false };
+    let new_args = ModelArgs { model: against.to_string(), revision: args.against_revision.clone(), quantized: false };
     let old = open_model(&old_args, quiet)?;
     let new = open_model(&new_args, quiet)?;
     let mut probes = Vec::with_capacity(texts.len());

@@ -29,12 +29,17 @@ use super::{encode, heatmap, model_name, open_model};
 /// Version of the dump layout; bumped only when a script reading dumps would break.
 pub const LAYOUT_VERSION: u32 = 1;
 
+/// The most attention a dump holds in memory (it keeps every map, then writes them): long
+/// contexts of decoders would otherwise end in the OOM killer instead of a message.
+const MAX_DUMP_BYTES: usize = 2 << 30;
+
 pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
     let target = args.out.clone();
     let parent = check_target_dir(&target, args.force)?;
     let session = open_model(&args.model, quiet)?;
     let input = encode(&session, &args.input)?;
     let model = session.loaded.model.as_ref();
+    check_size(model.info(), input.len())?;
     let weights: Vec<PathBuf> = session.files.weights.files().iter().map(|p| p.to_path_buf()).collect();
     // Hash the weights while the model runs: the manifest needs it and it is I/O-bound.
     let (run, hashes) = std::thread::scope(|scope| {
@@ -102,6 +107,8 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
             "sha256": sha,
         })).collect::<Vec<_>>(),
         "weights_sha256": hashes.first(),
+        "weights_format": files_meta.weights.format(),
+        "precision": session.loaded.precision,
         "architecture": session.loaded.model_type,
         "layers": capture.layers,
         "heads": capture.heads,
@@ -133,6 +140,21 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
     progress.finish_and_clear();
     if !quiet {
         eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), jobs.len(), capture.seq);
+    }
+    Ok(())
+}
+
+/// Refuse a dump whose maps alone would not fit in [`MAX_DUMP_BYTES`].
+fn check_size(info: &crate::model::ArchInfo, seq: usize) -> Result<()> {
+    let maps = info.layers * info.heads;
+    let bytes = maps.saturating_mul(seq).saturating_mul(seq).saturating_mul(4);
+    if bytes > MAX_DUMP_BYTES {
+        let fits = ((MAX_DUMP_BYTES / 4 / maps) as f64).sqrt() as usize;
+        return Err(Error::Input(format!(
+            "a dump of {seq} tokens holds {maps} maps of {seq}x{seq} ({:.1} GB); dumps are capped at {} GB: shorten the text to at most {fits} tokens, or draw single heads with `attnmap show`",
+            bytes as f64 / 1e9,
+            MAX_DUMP_BYTES >> 30
+        )));
     }
     Ok(())
 }

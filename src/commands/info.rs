@@ -14,7 +14,8 @@ pub fn run(args: &InfoArgs, quiet: bool) -> Result<()> {
     if let Some(revision) = &files.revision {
         out += &format!("revision       {revision}{}\n", files.commit.as_deref().map(|c| format!(" ({c})")).unwrap_or_default());
     }
-    out += &format!("loaded from    {}\n", files.dir.display());
+    out += &format!("loaded from    {}\n", files.location().display());
+    out += &format!("weights        {}, {}\n", files.weights.format(), session.loaded.precision);
     out += &format!("architecture   {} ({})\n", session.loaded.model_type, if info.causal { "decoder, causal attention" } else { "encoder, bidirectional attention" });
     out += &format!("layers         {} (--layer 0-{})\n", info.layers, info.layers - 1);
     out += &format!("query heads    {} per layer (--head 0-{})\n", info.heads, info.heads - 1);

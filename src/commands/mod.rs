@@ -11,7 +11,7 @@ use std::io::Read;
 use crate::cli::{InputArgs, ModelArgs, ScaleArg, StyleArgs};
 use crate::capture::Capture;
 use crate::error::{Error, Result};
-use crate::model::{self, Loaded};
+use crate::model::{self, LoadOptions, Loaded};
 use crate::render::{self, Colormap, HeatmapOptions, Mask, Scale};
 use crate::source::{self, HubEnv, ModelFiles};
 use crate::tokenize::Encoded;
@@ -30,7 +30,7 @@ pub fn open_model(args: &ModelArgs, quiet: bool) -> Result<Session> {
     if !quiet {
         eprintln!("attnmap: {}", files.describe());
     }
-    let loaded = model::load(&files)?;
+    let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
     Ok(Session { files, loaded })
 }
 
@@ -73,6 +73,8 @@ pub fn encode(session: &Session, args: &InputArgs) -> Result<Encoded> {
 pub fn model_name(files: &ModelFiles) -> String {
     let trimmed = files.id.trim_end_matches(['/', '\\']);
     let last = trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed);
+    // A GGUF file's name says the model and its quantization; the extension says nothing.
+    let last = last.strip_suffix(".gguf").filter(|stem| !stem.is_empty()).unwrap_or(last);
     if last.is_empty() || last == "." || last == ".." {
         files.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
     } else {

@@ -4,8 +4,11 @@
 pub mod attention;
 pub mod bert;
 pub mod distilbert;
+pub mod gguf;
+mod gguf_tokenizer;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod llama;
 pub mod rotary;
 mod weights;
 
@@ -16,11 +19,12 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::hooks::HookSink;
-use crate::source::ModelFiles;
+use crate::source::{ModelFiles, Weights};
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// The `model_type` values attnmap can load.
-pub const SUPPORTED: &[&str] = &["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "gpt2", "gpt_neox"];
+pub const SUPPORTED: &[&str] =
+    &["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "gpt2", "gpt_neox", "llama", "mistral", "qwen2"];
 
 /// What a user needs to know to ask for a map: the valid layer and head ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +57,19 @@ pub trait AttentionModel: Send + Sync {
 pub struct Loaded {
     pub model: Box<dyn AttentionModel>,
     pub tokenizer: TextTokenizer,
+    /// config.json's `model_type`, or a GGUF file's `general.architecture`.
     pub model_type: String,
+    /// How the weights are computed with, e.g. "f32" or "f32, dequantized from the file's Q4_1 x210, ...".
+    pub precision: String,
+}
+
+/// How to load a model (what the command line can change).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// For a GGUF file: run candle's quantized matmuls on the file's blocks
+    /// instead of dequantizing to f32 (less memory, faster for the types candle
+    /// has SIMD kernels for; the maps then differ slightly).
+    pub quantized: bool,
 }
 
 #[derive(Deserialize)]
@@ -75,8 +91,23 @@ trait Architecture {
     fn build(&self, vb: VarBuilder<'static>) -> Result<Box<dyn AttentionModel>>;
 }
 
-/// Load the model and tokenizer that `files` point to.
+/// Load the model and tokenizer that `files` point to, with default options.
 pub fn load(files: &ModelFiles) -> Result<Loaded> {
+    load_with(files, &LoadOptions::default())
+}
+
+/// Load the model and tokenizer that `files` point to.
+pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
+    if let Weights::Gguf(path) = &files.weights {
+        return gguf::load(path, options);
+    }
+    if options.quantized {
+        return Err(Error::Usage(format!(
+            "--quantized needs a .gguf model; {} holds {} weights, which are always computed in f32",
+            files.id,
+            files.weights.format()
+        )));
+    }
     let text = std::fs::read_to_string(&files.config)
         .map_err(|e| Error::model_file(&files.config, format!("cannot be read: {e}")))?;
     let model_type = parse_config::<ModelType>(&text, files)?
@@ -89,13 +120,18 @@ pub fn load(files: &ModelFiles) -> Result<Loaded> {
         "distilbert" => Box::new(parse_config::<distilbert::Config>(&text, files)?),
         "gpt2" => Box::new(parse_config::<gpt2::Config>(&text, files)?),
         "gpt_neox" => Box::new(parse_config::<gpt_neox::Config>(&text, files)?),
-        other => {
-            return Err(Error::UnsupportedArchitecture {
-                found: other.to_string(),
-                path: files.config.clone(),
-                supported: SUPPORTED.join(", "),
-            })
-        }
+        other => match llama::Family::from_model_type(other) {
+            Some(family) => Box::new(LlamaArch(
+                llama::Config::from_json(&text, family).map_err(|message| Error::model_file(&files.config, message))?,
+            )),
+            None => {
+                return Err(Error::UnsupportedArchitecture {
+                    found: other.to_string(),
+                    path: files.config.clone(),
+                    supported: SUPPORTED.join(", "),
+                })
+            }
+        },
     };
     arch.check().map_err(|message| Error::model_file(&files.config, message))?;
     if arch.max_tokens() == 0 {
@@ -114,7 +150,26 @@ pub fn load(files: &ModelFiles) -> Result<Loaded> {
         ),
         other => other,
     })?;
-    Ok(Loaded { model, tokenizer, model_type })
+    Ok(Loaded { model, tokenizer, model_type, precision: "f32".into() })
+}
+
+/// The llama family from a config.json; GGUF files come through [`gguf::load`].
+struct LlamaArch(llama::Config);
+
+impl Architecture for LlamaArch {
+    fn check(&self) -> std::result::Result<(), String> {
+        // llama::Config::from_json already refused what it cannot follow.
+        Ok(())
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.0.max_positions
+    }
+
+    fn build(&self, vb: VarBuilder<'static>) -> Result<Box<dyn AttentionModel>> {
+        let tensors = llama::Tensors { dense: vb, quantized: Default::default() };
+        Ok(Box::new(llama::Llama::load(&self.0, tensors)?))
+    }
 }
 
 fn parse_config<T: DeserializeOwned>(text: &str, files: &ModelFiles) -> Result<T> {

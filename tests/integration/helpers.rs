@@ -156,3 +156,23 @@ pub fn assert_clean_failure(output: &Output, needle: &str) {
     let error_lines = err.lines().filter(|l| l.starts_with("attnmap: error:")).count();
     assert_eq!(error_lines, 1, "one error line expected: {err}");
 }
+
+/// Dump `text` three times (RAYON_NUM_THREADS=1, default, default again), assert the
+/// attention.npy and grid.png bytes are equal, and return the folders (kept by the TempDir).
+pub fn dumps_across_thread_counts(model: &str, text: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dumps = Vec::new();
+    for (name, threads) in [("one", Some("1")), ("default", None), ("again", None)] {
+        let out = dir.path().join(name);
+        let envs: Vec<(&str, &str)> = threads.map(|t| vec![("RAYON_NUM_THREADS", t)]).unwrap_or_default();
+        let output = attnmap(&["dump", text, "--out", out.to_str().unwrap(), "--model", model], &envs);
+        assert!(output.status.success(), "{}", stderr(&output));
+        dumps.push(out);
+    }
+    let first = std::fs::read(dumps[0].join("attention.npy")).unwrap();
+    for other in &dumps[1..] {
+        assert!(first == std::fs::read(other.join("attention.npy")).unwrap(), "attention.npy differs across runs");
+        assert!(std::fs::read(dumps[0].join("grid.png")).unwrap() == std::fs::read(other.join("grid.png")).unwrap());
+    }
+    (dir, dumps)
+}

@@ -3,6 +3,7 @@
 //! scripts/fetch-models.sh, which scripts/test.sh runs first).
 
 mod arch_gpt;
+mod arch_llama;
 mod cli;
 mod diff;
 mod faithfulness;
