@@ -56,13 +56,18 @@ pub fn read_npy_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>),
     Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
 }
 
+/// The folder a path lives in; "." for a bare file name.
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Check, before any work is done, that `path` can be written: its folder exists
 /// and it is not itself a folder. Returns the folder.
 pub fn check_target_file(path: &Path) -> Result<PathBuf> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = parent_of(path);
     if !parent.is_dir() {
         return Err(Error::output(path, format!("the folder {} does not exist; create it first or choose another path", parent.display())));
     }
@@ -86,10 +91,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Before any work: refuse a non-empty DIR without --force and a missing parent; returns the parent.
 pub fn check_target_dir(target: &Path, force: bool) -> Result<PathBuf> {
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = parent_of(target);
     if !parent.is_dir() {
         return Err(Error::output(target, format!("its parent folder {} does not exist; create it first", parent.display())));
     }
