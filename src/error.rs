@@ -66,3 +66,22 @@ impl Error {
 pub(crate) fn first_line(error: &impl std::fmt::Display) -> String {
     error.to_string().lines().next().unwrap_or_default().trim().to_string()
 }
+
+thread_local! {
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run third-party parsing that may panic on malformed input (candle's GGUF
+/// reader does on some corrupt headers) and turn a panic into `None`.
+pub(crate) fn contain_panics<T>(f: impl FnOnce() -> T) -> Option<T> {
+    CONTAINED.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    CONTAINED.with(|c| c.set(false));
+    result
+}
+
+/// Whether a panic now is one [`contain_panics`] will report as an error (the
+/// binary's panic hook then stays quiet).
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get())
+}

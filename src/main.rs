@@ -9,6 +9,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     // A bug must still end in one readable line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
+        if attnmap::error::panic_is_contained() {
+            return;
+        }
         eprintln!("attnmap: internal error: {info}; please report this with the command you ran");
     }));
     attnmap::output::clean_up_on_interrupt();

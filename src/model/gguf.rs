@@ -42,9 +42,10 @@ pub(crate) struct GgufFile {
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?;
-        let content = Content::read(&mut Cursor::new(&bytes)).map_err(|e| {
-            Error::model_file(path, format!("is not a valid GGUF file ({}); download it again or convert it with llama.cpp", first_line(&e)))
-        })?;
+        let invalid = |why: String| Error::model_file(path, format!("is not a valid GGUF file ({why}); download it again or convert it with llama.cpp"));
+        let content = crate::error::contain_panics(|| Content::read(&mut Cursor::new(&bytes)))
+            .ok_or_else(|| invalid("its header is malformed".into()))?
+            .map_err(|e| invalid(first_line(&e)))?;
         let gguf = Self { path: path.to_path_buf(), content, bytes };
         gguf.check_extents(gguf.bytes.len() as u64)?;
         Ok(gguf)

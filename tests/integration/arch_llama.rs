@@ -472,3 +472,26 @@ fn a_dump_too_large_for_memory_is_refused() {
     assert_clean_failure(&output, "shorten the text to at most 1410 tokens");
     assert!(!out.exists());
 }
+
+/// candle's GGUF reader panics on `general.alignment = 0`; attnmap must still
+/// end in one clear line and exit 2.
+#[test]
+fn gguf_with_zero_alignment_is_an_error_not_a_panic() {
+    fn string(text: &str) -> Vec<u8> {
+        let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        bytes
+    }
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend_from_slice(&3u32.to_le_bytes()); // version
+    bytes.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    bytes.extend_from_slice(&1u64.to_le_bytes()); // metadata entries
+    bytes.extend_from_slice(&string("general.alignment"));
+    bytes.extend_from_slice(&4u32.to_le_bytes()); // u32
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let output = crate::helpers::attnmap(&["info", "--model", path.to_str().unwrap()], &[]);
+    crate::helpers::assert_clean_failure(&output, "is not a valid GGUF file");
+}
