@@ -411,6 +411,17 @@ def run_model(model_dir, tok, cases, out_dir, model_name, row_divisor, report):
     return entries
 
 
+def write_pytorch_bin_copy(model_dir, out_dir):
+    """The tiny BERT again, its weights as pytorch_model.bin (a torch.save'd state dict),
+    so the Rust side's pickle reader is tested on the same numbers."""
+    from safetensors.torch import load_file
+
+    os.makedirs(out_dir, exist_ok=True)
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copyfile(os.path.join(model_dir, name), os.path.join(out_dir, name))
+    torch.save(load_file(os.path.join(model_dir, "model.safetensors")), os.path.join(out_dir, "pytorch_model.bin"))
+
+
 def build_tiny_bert(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     if len(set(TINY_VOCAB)) != len(TINY_VOCAB):
@@ -503,6 +514,7 @@ def main():
     build_tiny_bert(tiny_out)
     ttok = AutoTokenizer.from_pretrained(tiny_out)
     tiny_entries = run_model(tiny_out, ttok, TINY_CASES, tiny_out, "tiny-bert", args.row_divisor, report)
+    write_pytorch_bin_copy(tiny_out, os.path.join(out, "tiny-bert-pth"))
 
     # explicit check required by the spec
     l600 = [e for e in minilm_entries if e["case"] == "long_600"][0]

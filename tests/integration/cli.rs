@@ -278,3 +278,43 @@ fn a_tokenizer_that_does_not_fit_the_weights_is_named() {
     });
     assert_clean_failure(&output, "outside this model's vocabulary");
 }
+
+/// pytorch_model.bin (read as data) and a sharded model.safetensors.index.json
+/// give exactly the maps of the single model.safetensors.
+#[test]
+fn every_weight_layout_gives_the_same_maps() {
+    let npy = |model: &Path| {
+        let output = attnmap(&["the cat sat on the mat", "-l", "1", "-H", "2", "--model", model.to_str().unwrap(), "-o", "-", "--format", "npy"], &[]);
+        assert!(output.status.success(), "{}: {}", model.display(), stderr(&output));
+        output.stdout
+    };
+    let single = npy(&tiny_bert_dir());
+    assert_eq!(npy(&fixtures().join("tiny-bert-pth")), single, "pytorch_model.bin");
+
+    // Split the weights over two shards with an index, as save_pretrained does for big models.
+    let dir = tempfile::tempdir().unwrap();
+    let sharded = dir.path();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(tiny_bert_dir().join(file), sharded.join(file)).unwrap();
+    }
+    let tensors = candle_core::safetensors::load(tiny_bert_dir().join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
+        let subset: std::collections::HashMap<String, candle_core::Tensor> = part.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+        candle_core::safetensors::save(&subset, sharded.join(shard)).unwrap();
+        for name in part {
+            weight_map.insert((*name).clone(), shard.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    assert_eq!(npy(sharded), single, "sharded safetensors");
+
+    // A shard named in the index but missing is one clear line.
+    std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).unwrap();
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", sharded.to_str().unwrap(), "-o", "-"], &[]);
+    assert_clean_failure(&output, "model-00002-of-00002.safetensors");
+}
