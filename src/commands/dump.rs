@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::output::{check_target_dir, npy_f32, write_file, StagedDir};
 use crate::render::{self, Colormap, GridOptions, Mask};
 
-use super::{encode, heatmap, model_name, open_model};
+use super::{encode, heatmap, model_name, open_model, read_input};
 
 /// Version of the dump layout; bumped only when a script reading dumps would break.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -36,8 +36,9 @@ const MAX_DUMP_BYTES: usize = 2 << 30;
 pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
     let target = args.out.clone();
     let parent = check_target_dir(&target, args.force)?;
+    let text = read_input(&args.input)?;
     let session = open_model(&args.model, quiet)?;
-    let input = encode(&session, &args.input)?;
+    let input = encode(&session, &text)?;
     let model = session.loaded.model.as_ref();
     check_size(model.info(), input.len())?;
     let weights: Vec<PathBuf> = session.files.weights.files().iter().map(|p| p.to_path_buf()).collect();

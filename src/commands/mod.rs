@@ -34,7 +34,8 @@ pub fn open_model(args: &ModelArgs, quiet: bool) -> Result<Session> {
     Ok(Session { files, loaded })
 }
 
-/// The text (and pair) the user gave: argument, '-' for stdin, or --file.
+/// The text (and pair) the user gave: argument, '-' for stdin, or --file. Read before
+/// the model is loaded, so bad input fails fast.
 pub fn read_input(args: &InputArgs) -> Result<(String, Option<String>)> {
     let text = match (&args.text, &args.file) {
         (_, Some(path)) => std::fs::read_to_string(path)
@@ -51,13 +52,16 @@ pub fn read_input(args: &InputArgs) -> Result<(String, Option<String>)> {
     };
     // One trailing line ending comes from `echo` or an editor, not from the user's text.
     let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    // Checked here too, so an empty input fails before a model is loaded.
+    if text.trim().is_empty() {
+        return Err(Error::Input("the text is empty; pass some text as an argument, with --file PATH, or on stdin with '-'".into()));
+    }
     Ok((text.to_string(), args.pair.clone()))
 }
 
 /// Tokenize the input with the model's tokenizer, warning when truncation drops tokens.
-pub fn encode(session: &Session, args: &InputArgs) -> Result<Encoded> {
-    let (text, pair) = read_input(args)?;
-    let encoded = session.loaded.tokenizer.encode(&text, pair.as_deref())?;
+pub fn encode(session: &Session, (text, pair): &(String, Option<String>)) -> Result<Encoded> {
+    let encoded = session.loaded.tokenizer.encode(text, pair.as_deref())?;
     if encoded.dropped > 0 {
         let max = session.loaded.tokenizer.max_len();
         eprintln!(

@@ -7,13 +7,14 @@ use crate::cli::{FormatArg, ShowArgs};
 use crate::error::{Error, Result};
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 
-use super::{encode, heatmap, model_name, open_model};
+use super::{encode, heatmap, model_name, open_model, read_input};
 
 pub fn run(args: &ShowArgs, quiet: bool) -> Result<()> {
     let format = output_format(args)?;
     if let Some(path) = args.output.as_deref().filter(|p| p.as_os_str() != "-") {
         check_target_file(path)?;
     }
+    let text = read_input(&args.input)?;
     let session = open_model(&args.model, quiet)?;
     let info = session.loaded.model.info().clone();
     let (Some(layer), Some(head)) = (args.layer, args.head) else {
@@ -25,7 +26,7 @@ pub fn run(args: &ShowArgs, quiet: bool) -> Result<()> {
     };
     check_layer(&info, layer)?;
     check_head(&info, head)?;
-    let input = encode(&session, &args.input)?;
+    let input = encode(&session, &text)?;
     let run = Capture::run(session.loaded.model.as_ref(), &input, Some(vec![layer]), &[])?;
     let capture = run.capture;
     let name = model_name(&session.files);
