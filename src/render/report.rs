@@ -56,7 +56,27 @@ pub fn text(report: &DiffReport) -> String {
         let _ = writeln!(out, "  {:>5}  {}", layer.layer, summary_cells(&layer.summary));
     }
     let _ = writeln!(out, "  {:>5}  {}", "all", summary_cells(&report.overall));
+    if report.texts.len() > 1 {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "per text (most-changed head by {}):", report.metric.name());
+        let _ = writeln!(out, "  {:>4}  {:>6}  {:>10}  {:>10}  {:>10}  {:>9}  text", "#", "tokens", "mean_abs", "max_abs", "mean jsd", "worst");
+        for text in &report.texts {
+            let worst = format!("L{} H{}", text.worst.layer, text.worst.head);
+            let s = &text.overall;
+            let _ = writeln!(out, "  {:>4}  {:>6}  {:>10.6}  {:>10.6}  {:>10.6}  {worst:>9}  {}", text.index + 1, text.tokens, s.mean_abs, s.max_abs, s.jsd, snippet(&text.text));
+        }
+    }
     out
+}
+
+/// The start of a probe text, on one line.
+fn snippet(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 48 {
+        format!("{}…", flat.chars().take(47).collect::<String>())
+    } else {
+        flat
+    }
 }
 
 fn summary_cells(summary: &Summary) -> String {
@@ -86,6 +106,25 @@ pub fn markdown(report: &DiffReport) -> String {
     }
     let s = &report.overall;
     let _ = writeln!(out, "| **all** | {:.6} | {:.6} | {:.6} | {:.6} |", s.mean_abs, s.max_abs, s.jsd, s.max_jsd);
+    if report.texts.len() > 1 {
+        let _ = writeln!(out, "\n### Per text\n");
+        let _ = writeln!(out, "| # | tokens | mean_abs | max_abs | mean jsd | most changed | text |\n| ---: | ---: | ---: | ---: | ---: | :---: | --- |");
+        for text in &report.texts {
+            let s = &text.overall;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.6} | {:.6} | {:.6} | L{} H{} | {} |",
+                text.index + 1,
+                text.tokens,
+                s.mean_abs,
+                s.max_abs,
+                s.jsd,
+                text.worst.layer,
+                text.worst.head,
+                snippet(&text.text).replace('|', "\\|")
+            );
+        }
+    }
     out
 }
 

@@ -70,6 +70,10 @@ fn base_against_fine_tune_fails_a_small_threshold_and_passes_a_loose_one() {
     assert_eq!(loose.status.code(), Some(0), "{}", stderr(&loose));
     assert_eq!(run("1.0", "max_abs").status.code(), Some(0));
     assert_eq!(run("0.01", "mean_abs").status.code(), Some(1));
+    // The table reports each text as well as the aggregate.
+    let table = attnmap(&["diff", "--model", base.to_str().unwrap(), "--against", tuned.to_str().unwrap(), "--texts", probes.path().to_str().unwrap(), "--fail-above", "1"], &[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("per text") && text.contains("Disk usage at 95% on node 7."), "{text}");
 }
 
 #[test]
