@@ -17,7 +17,9 @@
 //! let loaded = model::load(&files)?;
 //! let input = loaded.tokenizer.encode("The cat sat on the mat", None)?;
 //! let run = Capture::run(loaded.model.as_ref(), &input, None, &[])?;
-//! let map = run.capture.head(5, 3).unwrap(); // [query, key], row-major
+//! if let Some(map) = run.capture.head(5, 3) {
+//!     println!("{} tokens, row 0: {:?}", run.capture.seq, &map[..run.capture.seq]); // [query, key], row-major
+//! }
 //! # Ok::<(), attnmap::Error>(())
 //! ```
 
