@@ -80,7 +80,7 @@ pub fn check_target_file(path: &Path) -> Result<PathBuf> {
 /// Write `bytes` to `path` atomically: the folder must exist; the file appears whole or not at all.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = check_target_file(path)?;
-    let unwritable = |e: std::io::Error| Error::output(path, format!("cannot be written: {e}"));
+    let unwritable = |e: std::io::Error| Error::output(path, format!("cannot be written ({e}); choose a folder you can write to"));
     let mut tmp = tempfile::Builder::new().prefix(".attnmap-").suffix(".tmp").tempfile_in(&parent).map_err(unwritable)?;
     tmp.write_all(bytes).map_err(unwritable)?;
     make_readable(tmp.as_file()).map_err(unwritable)?;
@@ -155,7 +155,7 @@ impl StagedDir {
         let staging = tempfile::Builder::new()
             .prefix(&format!(".{name}.attnmap-"))
             .tempdir_in(parent)
-            .map_err(|e| Error::output(target, format!("cannot create a folder beside it: {e}")))?;
+            .map_err(|e| Error::output(target, format!("cannot create a folder beside it ({e}); choose a folder you can write to")))?;
         track(staging.path(), true);
         make_folder_readable(staging.path()).map_err(|e| Error::output(target, e))?;
         Ok(Self { staging, target: target.to_path_buf() })
