@@ -170,6 +170,13 @@ fn bad_inputs_end_in_one_line_and_exit_2() {
     // Missing --file.
     let output = attnmap(&["--file", "/no/such/text.txt", "-l", "0", "-H", "0", "--model", &model], &[]);
     assert_clean_failure(&output, "/no/such/text.txt");
+    // An unwritable folder (root may write anywhere else, but not into /proc).
+    if Path::new("/proc/self").exists() {
+        let output = attnmap(&[&["hi"], &ok[..], &[&model, "-o", "/proc/attnmap-map.png"]].concat(), &[]);
+        assert_clean_failure(&output, "choose a folder you can write to");
+        let output = attnmap(&["dump", "hi", "--out", "/proc/attnmap-dump", "--model", &model], &[]);
+        assert_clean_failure(&output, "choose a folder you can write to");
+    }
     // Dump into a missing parent.
     let output = attnmap(&["dump", "hi", "--out", dir.path().join("a/b").to_str().unwrap(), "--model", &model], &[]);
     assert_clean_failure(&output, "does not exist");
