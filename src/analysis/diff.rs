@@ -226,8 +226,18 @@ pub struct ComparedText {
     pub heads: Vec<HeadDiff>,
 }
 
+/// What a report judges by: the metric, the threshold it must not exceed, and
+/// how many of the most-changed heads to list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    pub metric: Metric,
+    pub threshold: f64,
+    pub top: usize,
+}
+
 impl DiffReport {
-    pub fn build(old: String, new: String, texts: &[ComparedText], layers: usize, heads_per_layer: usize, metric: Metric, threshold: f64, top: usize) -> Self {
+    pub fn build(old: String, new: String, texts: &[ComparedText], layers: usize, heads_per_layer: usize, rules: Rules) -> Self {
+        let Rules { metric, threshold, top } = rules;
         let per_text: Vec<Vec<HeadDiff>> = texts.iter().map(|t| t.heads.clone()).collect();
         let heads = aggregate(&per_text);
         let exceeding = heads.iter().filter(|h| metric.of(h) > threshold).count();

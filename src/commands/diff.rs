@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::diff::{compare, ComparedText, DiffReport, Metric};
+use crate::analysis::diff::{compare, ComparedText, DiffReport, Metric, Rules};
 use crate::capture::Capture;
 use crate::cli::{DiffArgs, InputArgs, MetricArg, ModelArgs};
 use crate::error::{Error, Result};
@@ -65,7 +65,8 @@ pub fn run(args: &DiffArgs, quiet: bool) -> Result<bool> {
         });
     }
     let first = &probes[0].old;
-    let report = DiffReport::build(old_label, new_label, &compared, first.layers, first.heads, metric, args.fail_above, args.top);
+    let rules = Rules { metric, threshold: args.fail_above, top: args.top };
+    let report = DiffReport::build(old_label, new_label, &compared, first.layers, first.heads, rules);
     if let (Some(dir), Some(parent)) = (&args.out, out_parent) {
         write_pictures(dir, &parent, &report, &probes, &compared, args)?;
     }
