@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::attention::{attend, merge_heads, record_result, split_heads};
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hooks::HookSink;
 use crate::tokenize::Encoded;
 
@@ -220,6 +220,14 @@ impl AttentionModel for Bert {
         let device = Device::Cpu;
         let seq = input.len();
         let ids = Tensor::new(input.ids.as_slice(), &device)?;
+        let segments = self.token_type.embeddings().dim(0)?;
+        if self.variant == Variant::Bert && input.type_ids.iter().any(|&t| t as usize >= segments) {
+            return Err(Error::Input(format!(
+                "this model has {segments} segment type{} (type_vocab_size) but the input uses segment {}; leave out --pair for this model",
+                if segments == 1 { "" } else { "s" },
+                input.type_ids.iter().max().copied().unwrap_or_default()
+            )));
+        }
         let (type_ids, positions) = match self.variant {
             Variant::Bert => (Tensor::new(input.type_ids.as_slice(), &device)?, Tensor::arange(0u32, seq as u32, &device)?),
             Variant::Roberta => (Tensor::zeros(seq, DType::U32, &device)?, Tensor::new(roberta_positions(&input.ids, self.pad_token_id), &device)?),

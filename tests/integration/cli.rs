@@ -325,3 +325,24 @@ fn every_weight_layout_gives_the_same_maps() {
     let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", sharded.to_str().unwrap(), "-o", "-"], &[]);
     assert_clean_failure(&output, "model-00002-of-00002.safetensors");
 }
+
+/// A BERT with one segment type cannot take --pair: say so instead of failing inside.
+#[test]
+fn pair_on_a_single_segment_model_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path();
+    std::fs::copy(tiny_bert_dir().join("tokenizer.json"), model.join("tokenizer.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(tiny_bert_dir().join("config.json")).unwrap()).unwrap();
+    config["type_vocab_size"] = 1.into();
+    std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+    let mut tensors = candle_core::safetensors::load(tiny_bert_dir().join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let name = tensors.keys().find(|k| k.ends_with("token_type_embeddings.weight")).unwrap().clone();
+    let one_row = tensors[&name].narrow(0, 0, 1).unwrap().contiguous().unwrap();
+    tensors.insert(name, one_row);
+    candle_core::safetensors::save(&tensors, model.join("model.safetensors")).unwrap();
+    let model = model.to_str().unwrap();
+    let single = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", model, "-o", "-"], &[]);
+    assert!(single.status.success(), "{}", stderr(&single));
+    let pair = attnmap(&["the cat", "--pair", "the dog", "-l", "0", "-H", "0", "--model", model, "-o", "-"], &[]);
+    assert_clean_failure(&pair, "leave out --pair");
+}
