@@ -346,3 +346,21 @@ fn pair_on_a_single_segment_model_is_refused_clearly() {
     let pair = attnmap(&["the cat", "--pair", "the dog", "-l", "0", "-H", "0", "--model", model, "-o", "-"], &[]);
     assert_clean_failure(&pair, "leave out --pair");
 }
+
+/// --colormap and --scale change the picture; an unknown colormap is a usage error.
+#[test]
+fn style_flags_change_the_picture() {
+    let model = model_arg(&tiny_bert_dir());
+    let png = |extra: &[&str]| {
+        let output = attnmap(&[&["the cat sat", "-l", "0", "-H", "1", "--model", &model, "-o", "-"], extra].concat(), &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        output.stdout
+    };
+    let default = png(&[]);
+    assert_eq!(default, png(&["--colormap", "viridis", "--scale", "auto"]), "the defaults are viridis and auto");
+    assert_ne!(default, png(&["--colormap", "magma"]));
+    assert_ne!(default, png(&["--scale", "fixed"]));
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", &model, "--colormap", "rainbow"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("viridis"), "the error lists the choices: {}", stderr(&output));
+}
