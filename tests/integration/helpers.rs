@@ -120,7 +120,12 @@ pub fn reference(case: &Case) -> HashMap<String, Tensor> {
 /// Run the attnmap binary with extra environment; HF cache isolated per call site.
 pub fn attnmap(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_attnmap"));
-    command.args(args).env_remove("HF_HUB_OFFLINE").env_remove("HF_ENDPOINT");
+    // Hermetic: the caller's own Hub settings must not leak in (HF_HUB_CACHE would
+    // override a test's HF_HOME, a real HF_TOKEN would be sent to the test server).
+    for name in ["HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"] {
+        command.env_remove(name);
+    }
+    command.args(args);
     for (key, value) in envs {
         command.env(key, value);
     }
