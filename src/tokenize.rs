@@ -24,6 +24,18 @@ pub struct Encoded {
     pub labels: Vec<String>,
     /// How many tokens truncation removed (0 when the input fit).
     pub dropped: usize,
+    /// Per token, which text it came from: 0 the text, 1 the pair; `None` for
+    /// tokens the tokenizer added ([CLS], [SEP], BOS).
+    pub sequence: Vec<Option<u8>>,
+    /// Per token, the word it belongs to within its text (transformers'
+    /// `word_ids()`); `None` for added special tokens.
+    pub word_ids: Vec<Option<u32>>,
+    /// Per token, its span in its own text (the text or the pair) in Unicode
+    /// scalar values, as Python indexes a `str`; `(0, 0)` for added tokens.
+    pub offsets: Vec<(usize, usize)>,
+    /// Per token: one of the tokenizer's special tokens (added by the post-processor,
+    /// or a special added token such as `<|im_start|>` written in the text).
+    pub special: Vec<bool>,
 }
 
 impl Encoded {
@@ -114,6 +126,25 @@ impl TextTokenizer {
         }
         let tokens = encoding.get_tokens().to_vec();
         let labels = tokens.iter().map(|t| label(t, self.byte_level)).collect();
+        let sequence: Vec<Option<u8>> = encoding.get_sequence_ids().iter().map(|s| s.map(|s| s as u8)).collect();
+        let added = self.inner.get_added_tokens_decoder();
+        let special = encoding
+            .get_special_tokens_mask()
+            .iter()
+            .zip(encoding.get_ids())
+            .map(|(&mask, id)| mask == 1 || added.get(id).is_some_and(|t| t.special))
+            .collect();
+        let (text_chars, pair_chars) = (CharIndex::new(text), CharIndex::new(pair.unwrap_or("")));
+        let offsets = encoding
+            .get_offsets()
+            .iter()
+            .zip(&sequence)
+            .map(|(&(start, end), seq)| match seq {
+                Some(0) => text_chars.span(start, end),
+                Some(_) => pair_chars.span(start, end),
+                None => (0, 0),
+            })
+            .collect();
         Ok(Encoded {
             text: text.to_string(),
             pair: pair.map(str::to_string),
@@ -122,10 +153,30 @@ impl TextTokenizer {
             tokens,
             labels,
             dropped,
+            word_ids: encoding.get_word_ids().to_vec(),
+            sequence,
+            offsets,
+            special,
         })
     }
 }
 
+/// Byte offsets to Unicode-scalar offsets for one text (built once, looked up per token).
+struct CharIndex(Vec<usize>);
+
+impl CharIndex {
+    fn new(text: &str) -> Self {
+        Self(text.char_indices().map(|(byte, _)| byte).collect())
+    }
+
+    /// A byte span as a span of characters; byte-level pieces that split a character
+    /// round outwards to whole characters.
+    fn span(&self, start: usize, end: usize) -> (usize, usize) {
+        let floor = self.0.partition_point(|&b| b <= start).saturating_sub(1);
+        let ceil = self.0.partition_point(|&b| b < end);
+        (floor.min(ceil), ceil)
+    }
+}
 /// How a token reads on an axis. Spaces become `·` so " the" and "the" differ visibly.
 pub fn label(token: &str, byte_level: bool) -> String {
     let text = if byte_level { byte_level_text(token) } else { token.to_string() };
@@ -181,5 +232,19 @@ mod tests {
         assert_eq!(label("<|im_start|>", true), "<|im_start|>");
         assert_eq!(label("\u{2581}the", false), "\u{b7}the");
         assert_eq!(label("##ing", false), "##ing");
+    }
+
+    #[test]
+    fn byte_spans_become_character_spans() {
+        let index = CharIndex::new("a\u{e9}b\u{672c}");
+        // bytes: a=0, é=1..3, b=3, 本=4..7
+        assert_eq!(index.span(0, 1), (0, 1));
+        assert_eq!(index.span(1, 3), (1, 2));
+        assert_eq!(index.span(3, 4), (2, 3));
+        assert_eq!(index.span(4, 7), (3, 4));
+        // A piece holding part of a character covers the whole character.
+        assert_eq!(index.span(5, 7), (3, 4));
+        assert_eq!(index.span(4, 5), (3, 4));
+        assert_eq!(CharIndex::new("").span(0, 0), (0, 0));
     }
 }

@@ -2,3 +2,4 @@
 //! Each analysis is its own file; none of them knows about models or files.
 
 pub mod diff;
+pub mod words;

@@ -12,7 +12,7 @@ use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, St
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 use crate::source::DEFAULT_MODEL;
 
-use super::{open_model, read_input, Session};
+use super::{open_model, read_input, read_probe_file, Session};
 
 /// One side's maps of one text.
 struct SideMaps {
@@ -178,34 +178,6 @@ fn probe_texts(args: &DiffArgs) -> Result<Vec<(String, Option<String>)>> {
         }
         (Some(path), []) => read_probe_file(path, args.pair.as_deref()),
     }
-}
-
-fn read_probe_file(path: &Path, pair: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
-    let content = std::fs::read_to_string(path).map_err(|e| Error::Input(format!("cannot read --texts {}: {e}", path.display())))?;
-    let mut texts = Vec::new();
-    for (number, line) in content.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.trim_start().starts_with('{') {
-            #[derive(serde::Deserialize)]
-            struct ProbeLine {
-                text: String,
-                pair: Option<String>,
-            }
-            let probe: ProbeLine = serde_json::from_str(line).map_err(|e| {
-                Error::Input(format!("{} line {}: not a JSON object with a \"text\" ({e})", path.display(), number + 1))
-            })?;
-            texts.push((probe.text, probe.pair));
-        } else {
-            texts.push((line.to_string(), pair.map(str::to_string)));
-        }
-    }
-    if texts.is_empty() {
-        return Err(Error::Input(format!("--texts {} holds no texts; write one text per line", path.display())));
-    }
-    Ok(texts)
 }
 
 /// The maps can only be compared cell by cell if shapes and tokens agree.

@@ -7,6 +7,7 @@ pub mod info;
 pub mod show;
 
 use std::io::Read;
+use std::path::Path;
 
 use crate::cli::{InputArgs, ModelArgs, ScaleArg, StyleArgs};
 use crate::capture::Capture;
@@ -57,6 +58,36 @@ pub fn read_input(args: &InputArgs) -> Result<(String, Option<String>)> {
         return Err(Error::Input("the text is empty; pass some text as an argument, with --file PATH, or on stdin with '-'".into()));
     }
     Ok((text.to_string(), args.pair.clone()))
+}
+
+/// A probe set (`--texts FILE`): one text per line, or JSON lines `{"text": ..., "pair": ...}`;
+/// `pair` applies to the plain lines. Blank lines are skipped; an empty set is an error.
+pub fn read_probe_file(path: &Path, pair: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
+    let content = std::fs::read_to_string(path).map_err(|e| Error::Input(format!("cannot read --texts {}: {e}", path.display())))?;
+    let mut texts = Vec::new();
+    for (number, line) in content.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.trim_start().starts_with('{') {
+            #[derive(serde::Deserialize)]
+            struct ProbeLine {
+                text: String,
+                pair: Option<String>,
+            }
+            let probe: ProbeLine = serde_json::from_str(line).map_err(|e| {
+                Error::Input(format!("{} line {}: not a JSON object with a \"text\" ({e})", path.display(), number + 1))
+            })?;
+            texts.push((probe.text, probe.pair));
+        } else {
+            texts.push((line.to_string(), pair.map(str::to_string)));
+        }
+    }
+    if texts.is_empty() {
+        return Err(Error::Input(format!("--texts {} holds no texts; write one text per line", path.display())));
+    }
+    Ok(texts)
 }
 
 /// Tokenize the input with the model's tokenizer, warning when truncation drops tokens.
