@@ -6,6 +6,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::render::Colormap;
+use crate::ui::ColorChoice;
 use crate::source::DEFAULT_MODEL;
 
 const ABOUT: &str = "See what a transformer's attention heads look at: capture every head's softmax(QK^T/sqrt d) weights and draw them over your tokens.";
@@ -39,6 +40,10 @@ pub struct Cli {
     /// Print nothing on stderr but errors and warnings.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Colour and progress bars: auto (on a terminal, unless NO_COLOR is set or CI=true), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
 
     #[command(subcommand)]
     pub command: Command,

@@ -34,6 +34,7 @@ pub mod output;
 pub mod render;
 pub mod source;
 pub mod tokenize;
+pub mod ui;
 
 pub use capture::Capture;
 pub use error::{Error, Result};

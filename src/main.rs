@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use attnmap::cli::{with_default_subcommand, Cli, Command};
 use attnmap::commands;
+use attnmap::ui::Ui;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -17,11 +18,12 @@ fn main() -> ExitCode {
     attnmap::output::clean_up_on_interrupt();
     let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
     // Ok(false) is diff(1)'s "a difference was found": exit 1.
+    let ui = Ui::new(cli.quiet, cli.color);
     let result = match &cli.command {
-        Command::Show(args) => commands::show::run(args, cli.quiet).map(|()| true),
-        Command::Dump(args) => commands::dump::run(args, cli.quiet).map(|()| true),
-        Command::Diff(args) => commands::diff::run(args, cli.quiet),
-        Command::Info(args) => commands::info::run(args, cli.quiet).map(|()| true),
+        Command::Show(args) => commands::show::run(args, &ui).map(|()| true),
+        Command::Dump(args) => commands::dump::run(args, &ui).map(|()| true),
+        Command::Diff(args) => commands::diff::run(args, &ui),
+        Command::Info(args) => commands::info::run(args, &ui).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

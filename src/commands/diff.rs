@@ -8,6 +8,7 @@ use crate::analysis::diff::{compare, ComparedText, DiffReport, Metric, Rules};
 use crate::capture::Capture;
 use crate::cli::{DiffArgs, InputArgs, MetricArg, ModelArgs};
 use crate::error::{Error, Result};
+use crate::ui::Ui;
 use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, StagedDir};
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 use crate::source::DEFAULT_MODEL;
@@ -36,7 +37,7 @@ struct Probe {
 }
 
 /// Returns whether the comparison passed (no head above the threshold).
-pub fn run(args: &DiffArgs, quiet: bool) -> Result<bool> {
+pub fn run(args: &DiffArgs, ui: &Ui) -> Result<bool> {
     let metric = match args.metric {
         MetricArg::MeanAbs => Metric::MeanAbs,
         MetricArg::MaxAbs => Metric::MaxAbs,
@@ -50,7 +51,7 @@ pub fn run(args: &DiffArgs, quiet: bool) -> Result<bool> {
         None => None,
     };
     let (old_label, new_label, probes) = match &args.against {
-        Some(against) => from_models(args, against, quiet)?,
+        Some(against) => from_models(args, against, ui)?,
         None => from_dumps(args)?,
     };
     let mut compared = Vec::with_capacity(probes.len());
@@ -133,12 +134,12 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
 }
 
 /// `attnmap diff --model OLD --against NEW [TEXT | --texts FILE]`.
-fn from_models(args: &DiffArgs, against: &str, quiet: bool) -> Result<(String, String, Vec<Probe>)> {
+fn from_models(args: &DiffArgs, against: &str, ui: &Ui) -> Result<(String, String, Vec<Probe>)> {
     let texts = probe_texts(args)?;
     let old_args = ModelArgs { model: args.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string()), revision: args.revision.clone(), quantized: false };
     let new_args = ModelArgs { model: against.to_string(), revision: args.against_revision.clone(), quantized: false };
-    let old = open_model(&old_args, quiet)?;
-    let new = open_model(&new_args, quiet)?;
+    let old = open_model(&old_args, ui)?;
+    let new = open_model(&new_args, ui)?;
     let mut probes = Vec::with_capacity(texts.len());
     for (text, pair) in texts {
         let old_maps = side_maps(&old, &text, pair.as_deref())?;

@@ -13,7 +13,6 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -21,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::capture::Capture;
 use crate::cli::{DumpArgs, ScaleArg};
 use crate::error::{Error, Result};
+use crate::ui::Ui;
 use crate::output::{check_target_dir, npy_f32, write_file, StagedDir};
 use crate::render::{self, Colormap, GridOptions, Mask};
 
@@ -33,11 +33,11 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// contexts of decoders would otherwise end in the OOM killer instead of a message.
 const MAX_DUMP_BYTES: usize = 2 << 30;
 
-pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
+pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let target = args.out.clone();
     let parent = check_target_dir(&target, args.force)?;
     let text = read_input(&args.input)?;
-    let session = open_model(&args.model, quiet)?;
+    let session = open_model(&args.model, ui)?;
     let input = encode(&session, &text)?;
     let model = session.loaded.model.as_ref();
     check_size(model.info(), input.len())?;
@@ -60,7 +60,7 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
 
     let name = model_name(&session.files);
     let jobs: Vec<(usize, usize)> = (0..capture.layers).flat_map(|l| (0..capture.heads).map(move |h| (l, h))).collect();
-    let progress = progress_bar(jobs.len() as u64 + 1, quiet);
+    let progress = ui.progress_bar(jobs.len() as u64 + 1, "maps");
     let mut files = vec!["attention.npy".to_string()];
     let head_files: Vec<String> = jobs
         .par_iter()
@@ -139,7 +139,7 @@ pub fn run(args: &DumpArgs, quiet: bool) -> Result<()> {
 
     staging.publish()?;
     progress.finish_and_clear();
-    if !quiet {
+    if !ui.quiet {
         eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), jobs.len(), capture.seq);
     }
     Ok(())
@@ -180,15 +180,4 @@ fn weights_sha256(path: &Path) -> Result<String> {
         hasher.update(&buffer[..read]);
     }
     Ok(crate::source::hex(&hasher.finalize()))
-}
-
-fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} maps {elapsed}") {
-        bar.set_style(style);
-    }
-    bar
 }

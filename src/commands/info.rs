@@ -2,11 +2,12 @@
 
 use crate::cli::InfoArgs;
 use crate::error::Result;
+use crate::ui::Ui;
 
 use super::open_model;
 
-pub fn run(args: &InfoArgs, quiet: bool) -> Result<()> {
-    let session = open_model(&args.model, quiet)?;
+pub fn run(args: &InfoArgs, ui: &Ui) -> Result<()> {
+    let session = open_model(&args.model, ui)?;
     let info = session.loaded.model.info();
     let files = &session.files;
     let mut out = String::new();

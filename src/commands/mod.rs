@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::cli::{InputArgs, ModelArgs, ScaleArg, StyleArgs};
 use crate::capture::Capture;
 use crate::error::{Error, Result};
+use crate::ui::Ui;
 use crate::model::{self, LoadOptions, Loaded};
 use crate::render::{self, Colormap, HeatmapOptions, Mask, Scale};
 use crate::source::{self, HubEnv, ModelFiles};
@@ -24,11 +25,11 @@ pub struct Session {
 }
 
 /// Resolve `--model`, load it, and say on stderr where it came from.
-pub fn open_model(args: &ModelArgs, quiet: bool) -> Result<Session> {
+pub fn open_model(args: &ModelArgs, ui: &Ui) -> Result<Session> {
     let mut env = HubEnv::from_env()?;
-    env.progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    env.progress = ui.progress();
     let files = source::resolve(&args.model, &args.revision, &env)?;
-    if !quiet {
+    if !ui.quiet {
         eprintln!("attnmap: {}", files.describe());
     }
     let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;

@@ -5,17 +5,18 @@ use std::path::{Path, PathBuf};
 use crate::capture::{check_head, check_layer, Capture};
 use crate::cli::{FormatArg, ShowArgs};
 use crate::error::{Error, Result};
+use crate::ui::Ui;
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 
 use super::{encode, heatmap, model_name, open_model, read_input};
 
-pub fn run(args: &ShowArgs, quiet: bool) -> Result<()> {
+pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     let format = output_format(args)?;
     if let Some(path) = args.output.as_deref().filter(|p| p.as_os_str() != "-") {
         check_target_file(path)?;
     }
     let text = read_input(&args.input)?;
-    let session = open_model(&args.model, quiet)?;
+    let session = open_model(&args.model, ui)?;
     let info = session.loaded.model.info().clone();
     let (Some(layer), Some(head)) = (args.layer, args.head) else {
         return Err(Error::Usage(format!(
@@ -54,7 +55,7 @@ pub fn run(args: &ShowArgs, quiet: bool) -> Result<()> {
         Some(path) if path.as_os_str() == "-" => write_stdout(&bytes),
         Some(path) => {
             write_file(path, &bytes)?;
-            if !quiet {
+            if !ui.quiet {
                 eprintln!("attnmap: wrote {}", path.display());
             }
             Ok(())
