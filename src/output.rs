@@ -49,11 +49,26 @@ pub fn read_npy_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>),
         .map(|s| s.parse().map_err(|_| format!("bad .npy shape {shape_text}")))
         .collect::<std::result::Result<_, _>>()?;
     let data = &bytes[start + header_len..];
-    let count: usize = shape.iter().product();
-    if data.len() != count * 4 {
-        return Err(format!("the .npy data has {} bytes but shape {shape:?} needs {}", data.len(), count * 4));
+    // Checked: a crafted shape must not wrap around to the data's length.
+    let needed = shape.iter().try_fold(4usize, |acc, &d| acc.checked_mul(d));
+    if needed != Some(data.len()) {
+        return Err(format!(
+            "the .npy data has {} bytes but shape {shape:?} needs {}",
+            data.len(),
+            needed.map_or_else(|| "more than fit in memory".to_string(), |n| n.to_string())
+        ));
     }
     Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+}
+
+/// Read a regular file whole, refusing devices and FIFOs (a link to /dev/zero would
+/// otherwise be read until memory runs out).
+pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let metadata = fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    fs::read(path)
 }
 
 /// The folder a path lives in; "." for a bare file name.

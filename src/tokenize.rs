@@ -61,10 +61,14 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Load `tokenizer.json`, turn padding off and truncate at `max_len` tokens.
     pub fn from_file(path: &Path, max_len: usize) -> Result<Self> {
-        let inner = Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+        let invalid = |why: String| Error::Tokenizer {
             path: path.to_path_buf(),
-            message: format!("cannot be loaded ({e}); it must be a Hugging Face fast-tokenizer tokenizer.json"),
-        })?;
+            message: format!("cannot be loaded ({why}); it must be a Hugging Face fast-tokenizer tokenizer.json"),
+        };
+        // The tokenizers crate panics on some malformed files (e.g. an out-of-range id); that is an input error here.
+        let inner = crate::error::contain_panics(|| Tokenizer::from_file(path))
+            .ok_or_else(|| invalid("it is malformed".into()))?
+            .map_err(|e| invalid(e.to_string()))?;
         Self::new(inner, path.to_path_buf(), max_len)
     }
 

@@ -105,7 +105,7 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
         return Err(bad("no such folder; give a folder written by attnmap dump".into()));
     }
     let manifest_path = dir.join("manifest.json");
-    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+    let manifest: serde_json::Value = crate::output::read_regular_file(&manifest_path)
         .map_err(|e| bad(format!("cannot read manifest.json ({e}); is it a folder written by attnmap dump?")))
         .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest.json is not valid JSON ({e})"))))?;
     let field = |name: &str| manifest.get(name).ok_or_else(|| bad(format!("manifest.json has no {name:?}")));
@@ -122,7 +122,7 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
     let pair = manifest.get("pair").and_then(|p| p.as_str()).map(str::to_string);
     let model = manifest.get("model").and_then(|m| m.as_str()).unwrap_or("unknown model").to_string();
     let causal = manifest.get("causal").and_then(|c| c.as_bool()).unwrap_or(false);
-    let npy = std::fs::read(dir.join("attention.npy")).map_err(|e| bad(format!("cannot read attention.npy ({e})")))?;
+    let npy = crate::output::read_regular_file(&dir.join("attention.npy")).map_err(|e| bad(format!("cannot read attention.npy ({e})")))?;
     let (shape, values) = read_npy_f32(&npy).map_err(|e| bad(format!("attention.npy: {e}")))?;
     if shape != [layers, heads, seq, seq] || ids.len() != seq || tokens.len() != seq {
         return Err(bad(format!(

@@ -210,12 +210,16 @@ fn config_from_metadata(gguf: &GgufFile, arch: &str) -> Result<Config> {
     let hidden = gguf.count(&key("embedding_length"))?;
     let heads = gguf.count(&key("attention.head_count"))?;
     let layers = gguf.count(&key("block_count"))?;
+    super::check_counts(&[("embedding_length", hidden), ("attention.head_count", heads), ("block_count", layers)])
+        .map_err(|message| Error::model_file(&gguf.path, message))?;
     if heads == 0 || layers == 0 || hidden % heads != 0 && gguf.optional_count(&key("attention.key_length"))?.is_none() {
         return Err(Error::model_file(&gguf.path, format!("has an impossible shape: embedding_length {hidden}, {heads} heads, {layers} blocks")));
     }
     // llama.cpp: head_count_kv defaults to head_count, key_length to embedding_length / head_count.
     let kv_heads = gguf.optional_count(&key("attention.head_count_kv"))?.unwrap_or(heads);
     let head_dim = gguf.optional_count(&key("attention.key_length"))?.unwrap_or(hidden / heads.max(1));
+    super::check_counts(&[("attention.head_count_kv", kv_heads), ("attention.key_length", head_dim)])
+        .map_err(|message| Error::model_file(&gguf.path, message))?;
     let rope_dims = gguf.optional_count(&key("rope.dimension_count"))?.unwrap_or(head_dim);
     if rope_dims != head_dim {
         return Err(Error::model_file(&gguf.path, format!("rotates {rope_dims} of {head_dim} head dimensions ({arch}.rope.dimension_count); partial RoPE is not supported")));

@@ -156,6 +156,13 @@ impl Config {
         });
         let (rope_theta, rope_scaling) = rope_from_json(&raw, max_positions)?;
         let layers = raw.num_hidden_layers;
+        super::check_counts(&[
+            ("hidden_size", raw.hidden_size),
+            ("num_attention_heads", heads),
+            ("num_key_value_heads", kv_heads),
+            ("head_dim", head_dim),
+            ("num_hidden_layers", layers),
+        ])?;
         let sliding_window = match family {
             Family::Llama => vec![None; layers],
             Family::Mistral => vec![raw.sliding_window.unwrap_or(Some(4096)); layers],

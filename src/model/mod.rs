@@ -176,12 +176,23 @@ fn parse_config<T: DeserializeOwned>(text: &str, files: &ModelFiles) -> Result<T
     serde_json::from_str(text).map_err(|e| Error::model_file(&files.config, format!("is not a valid config: {e}")))
 }
 
+/// Counts read from a config (or GGUF metadata) that size loops and tables before any
+/// weight is compared with them: far beyond any real model (the largest have ~130 layers,
+/// 128 heads, hidden 16384), so a crafted file is refused instead of allocating what it claims.
+pub(crate) fn check_counts(counts: &[(&str, usize)]) -> std::result::Result<(), String> {
+    for &(name, value) in counts {
+        let limit: usize = if name.contains("hidden") || name.contains("embedding_length") { 1 << 24 } else { 1 << 16 };
+        if value > limit {
+            return Err(format!("has {name} {value}, which no real model has (attnmap reads at most {limit}); check the file"));
+        }
+    }
+    Ok(())
+}
+
 /// Heads must split the hidden size evenly, and there must be something to look at.
 fn check_geometry(hidden: usize, heads: usize, layers: usize) -> std::result::Result<(), String> {
-    // Far beyond any real model; keeps the width arithmetic (3 * hidden, 4 * hidden) from overflowing.
-    if hidden > 1 << 24 {
-        return Err(format!("has hidden_size {hidden}, which no real model has; check the file"));
-    }
+    // Also keeps the width arithmetic (3 * hidden, 4 * hidden) from overflowing.
+    check_counts(&[("hidden_size", hidden), ("attention heads", heads), ("layers", layers)])?;
     if heads == 0 || layers == 0 || !hidden.is_multiple_of(heads) {
         return Err(format!(
             "has an impossible shape: hidden_size {hidden}, {heads} heads, {layers} layers (hidden_size must be a positive multiple of the head count)"

@@ -25,10 +25,7 @@ pub fn var_builder(weights: &Weights) -> Result<VarBuilder<'static>> {
             }
             Ok(VarBuilder::from_tensors(tensors, DType::F32, &device))
         }
-        Weights::PytorchBin(path) => VarBuilder::from_pth(path, DType::F32, &device)
-            .map_err(|e| {
-                Error::model_file(path, format!("cannot be read as PyTorch weights ({}); re-save the model as model.safetensors", crate::error::first_line(&e)))
-            }),
+        Weights::PytorchBin(path) => Ok(VarBuilder::from_tensors(read_pth(path)?, DType::F32, &device)),
         // GGUF metadata decides the names and layout; model/gguf.rs reads it.
         Weights::Gguf(path) => Err(Error::model_file(path, "is a GGUF file, which is read by the GGUF loader, not as named tensors")),
     }
@@ -51,6 +48,10 @@ fn read_safetensors(path: &Path, into: &mut HashMap<String, Tensor>) -> Result<(
     let header: HashMap<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|e| corrupt(format!("the header is not JSON ({e})")))?;
     let data_start = 8 + header_len;
+    // The whole header is checked before anything is allocated: every count is
+    // checked arithmetic, every tensor lies inside the file and no two overlap,
+    // so the reads below allocate at most the file's own size.
+    let mut planned = Vec::new();
     for (name, info) in header {
         if name == "__metadata__" {
             continue;
@@ -59,7 +60,7 @@ fn read_safetensors(path: &Path, into: &mut HashMap<String, Tensor>) -> Result<(
         let shape: Vec<usize> = info
             .get("shape")
             .and_then(|s| s.as_array())
-            .and_then(|dims| dims.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .and_then(|dims| dims.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect())
             .ok_or_else(|| corrupt(format!("tensor {name} has no valid shape")))?;
         let offsets: Vec<u64> = info
             .get("data_offsets")
@@ -67,12 +68,34 @@ fn read_safetensors(path: &Path, into: &mut HashMap<String, Tensor>) -> Result<(
             .and_then(|o| o.iter().map(|v| v.as_u64()).collect())
             .filter(|o: &Vec<u64>| o.len() == 2 && o[0] <= o[1])
             .ok_or_else(|| corrupt(format!("tensor {name} has no valid data_offsets")))?;
-        let (start, end) = (data_start + offsets[0], data_start + offsets[1]);
-        if end > file_len {
-            return Err(corrupt(format!("tensor {name} ends at byte {end} but the file has {file_len} bytes (truncated download?)")));
+        let (start, end) = match (data_start.checked_add(offsets[0]), data_start.checked_add(offsets[1])) {
+            (Some(start), Some(end)) if end <= file_len => (start, end),
+            _ => {
+                return Err(corrupt(format!(
+                    "tensor {name} ends at byte {} but the file has {file_len} bytes (truncated download?)",
+                    data_start as u128 + offsets[1] as u128
+                )))
+            }
+        };
+        let Some(element_size) = element_size(dtype) else {
+            return Err(corrupt(format!("tensor {name} has an unknown dtype {dtype:?}")));
+        };
+        let byte_len = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .and_then(|numel| numel.checked_mul(element_size))
+            .filter(|&bytes| bytes as u64 == end - start)
+            .ok_or_else(|| corrupt(format!("tensor {name} has {} bytes, which its shape {shape:?} of {dtype} does not take", end - start)))?;
+        planned.push((start, byte_len, name, dtype.to_string(), shape));
+    }
+    planned.sort_by_key(|p| p.0);
+    for pair in planned.windows(2) {
+        if pair[0].0 + pair[0].1 as u64 > pair[1].0 {
+            return Err(corrupt(format!("tensors {} and {} overlap", pair[0].2, pair[1].2)));
         }
-        let numel: usize = shape.iter().product();
-        let dtype = match dtype {
+    }
+    for (start, byte_len, name, dtype, shape) in planned {
+        let dtype = match dtype.as_str() {
             "F32" => DType::F32,
             "F16" => DType::F16,
             "BF16" => DType::BF16,
@@ -80,10 +103,7 @@ fn read_safetensors(path: &Path, into: &mut HashMap<String, Tensor>) -> Result<(
             // Integer buffers (e.g. position_ids) are not weights.
             _ => continue,
         };
-        let byte_len = numel * dtype.size_in_bytes();
-        if (end - start) as usize != byte_len {
-            return Err(corrupt(format!("tensor {name} has {} bytes but its shape {shape:?} needs {byte_len}", end - start)));
-        }
+        let numel = byte_len / dtype.size_in_bytes();
         let tensor = if dtype == DType::F32 {
             let mut values = vec![0f32; numel];
             // SAFETY: any bit pattern is a valid f32, the slice covers exactly
@@ -105,6 +125,56 @@ fn read_safetensors(path: &Path, into: &mut HashMap<String, Tensor>) -> Result<(
         into.insert(name, tensor);
     }
     Ok(())
+}
+
+/// A pytorch_model.bin read as data: the pickle's tensor list is checked against
+/// the archive (shapes by checked arithmetic, every tensor inside its storage
+/// record) before candle reads a tensor, since candle allocates what the pickle says.
+fn read_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let unreadable = |why: String| Error::model_file(path, format!("cannot be read as PyTorch weights ({why}); re-save the model as model.safetensors"));
+    let infos = crate::error::contain_panics(|| candle_core::pickle::read_pth_tensor_info(path, false, None))
+        .ok_or_else(|| unreadable("its pickle is malformed".into()))?
+        .map_err(|e| unreadable(crate::error::first_line(&e)))?;
+    let file = File::open(path).map_err(|e| Error::model_file(path, format!("cannot be opened: {e}")))?;
+    let file_len = file.metadata().map_err(|e| Error::model_file(path, e))?.len();
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| unreadable(e.to_string()))?;
+    for info in &infos {
+        let record = archive.by_name(&info.path).map_err(|e| unreadable(format!("tensor {} names a missing record {} ({e})", info.name, info.path)))?;
+        let needed = info
+            .layout
+            .dims()
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .and_then(|numel| numel.checked_add(info.layout.start_offset()))
+            .and_then(|elements| elements.checked_mul(info.dtype.size_in_bytes()));
+        // PyTorch stores records uncompressed, so a record is never larger than the file.
+        if needed.is_none_or(|bytes| bytes as u64 > record.size() || record.size() > file_len) {
+            return Err(unreadable(format!("tensor {} of shape {:?} does not fit in its {}-byte record", info.name, info.layout.dims(), record.size())));
+        }
+    }
+    let tensors = candle_core::pickle::PthTensors::new(path, None).map_err(|e| unreadable(crate::error::first_line(&e)))?;
+    let mut out = HashMap::new();
+    for info in &infos {
+        let tensor = crate::error::contain_panics(|| tensors.get(&info.name))
+            .ok_or_else(|| unreadable(format!("tensor {} is malformed", info.name)))?
+            .map_err(|e| unreadable(format!("tensor {}: {}", info.name, crate::error::first_line(&e))))?;
+        if let Some(tensor) = tensor {
+            let tensor = if tensor.dtype().is_float() { tensor.to_dtype(DType::F32)? } else { tensor };
+            out.insert(info.name.clone(), tensor);
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes per element of a safetensors dtype (the format's own list), or None for an unknown one.
+fn element_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+        "U16" | "I16" | "F16" | "BF16" => 2,
+        "U32" | "I32" | "F32" => 4,
+        "U64" | "I64" | "F64" => 8,
+        _ => return None,
+    })
 }
 
 #[cfg(unix)]
