@@ -212,7 +212,7 @@ fn check_comparable(index: usize, count: usize, probe: &Probe) -> Result<()> {
 
 /// old | new | difference for the top heads, and a layers x heads grid of the metric.
 fn write_pictures(dir: &Path, parent: &Path, report: &DiffReport, probes: &[Probe], compared: &[ComparedText], args: &DiffArgs) -> Result<()> {
-    let staging = StagedDir::new(dir, parent)?;
+    let staging = StagedDir::create(dir, parent, args.force)?;
     let root = staging.path();
     let colormap = Colormap::from_name(&args.style.colormap).unwrap_or(Colormap::Viridis);
     let metric = report.metric;

@@ -53,7 +53,7 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let hashes = hashes?;
     let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
 
-    let staging = StagedDir::new(&target, &parent)?;
+    let staging = StagedDir::create(&target, &parent, args.force)?;
     let root = staging.path();
     let heads_dir = root.join("heads");
     fs::create_dir(&heads_dir).map_err(|e| Error::output(&heads_dir, e))?;

@@ -11,10 +11,11 @@ use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 use super::{encode, heatmap, model_name, open_model, read_input};
 
 pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
-    let format = output_format(args)?;
+    // The path first: `-o existing-folder` is "a folder", not "no extension".
     if let Some(path) = args.output.as_deref().filter(|p| p.as_os_str() != "-") {
         check_target_file(path)?;
     }
+    let format = output_format(args)?;
     let text = read_input(&args.input)?;
     let session = open_model(&args.model, ui)?;
     let info = session.loaded.model.info().clone();

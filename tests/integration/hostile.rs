@@ -2,7 +2,9 @@
 //! is an error, never a panic or a huge allocation; writing never replaces what
 //! the user pointed at with something else; every failure is one error line.
 
-use crate::helpers::{assert_clean_failure, attnmap, fixtures, run_broken_model, tiny_bert_dir};
+use std::path::Path;
+
+use crate::helpers::{assert_clean_failure, attnmap, fixtures, run_broken_model, stderr, tiny_bert_dir};
 
 /// A safetensors file from a header (JSON) and a data section.
 fn safetensors(header: &str, data: &[u8]) -> Vec<u8> {
@@ -96,3 +98,213 @@ fn dump_with_a_wrapping_npy_shape_is_an_error() {
     assert_clean_failure(&output, "not a regular file");
 }
 
+
+fn tiny() -> String {
+    tiny_bert_dir().to_str().unwrap().to_string()
+}
+
+/// `show` the tiny model's head 0 of layer 0 as .npy into `out`.
+fn show_npy(out: &Path) -> std::process::Output {
+    attnmap(&["the cat sat", "-l", "0", "-H", "0", "--model", &tiny(), "--format", "npy", "-o", out.to_str().unwrap()], &[])
+}
+
+fn file_type(path: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
+/// Devices are written, never replaced: as root, a rename over /dev/null would
+/// make it a regular file for the whole system.
+#[test]
+fn output_to_a_device_writes_it_and_leaves_it_a_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let output = show_npy(Path::new("/dev/null"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(file_type(Path::new("/dev/null")).is_char_device());
+    // /dev/full: the write fails, one error line, still a device.
+    let output = show_npy(Path::new("/dev/full"));
+    assert_clean_failure(&output, "/dev/full");
+    assert!(file_type(Path::new("/dev/full")).is_char_device());
+}
+
+#[test]
+fn output_to_a_fifo_is_written_through_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.npy");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let output = show_npy(&fifo);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = reader.join().unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY"), "the reader gets the .npy");
+    assert!(file_type(&fifo).is_fifo(), "the FIFO stays a FIFO");
+}
+
+#[test]
+fn output_through_a_symlink_writes_its_target_and_keeps_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.npy");
+    std::fs::write(&real, b"old").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link.npy");
+    std::os::unix::fs::symlink("real.npy", &link).unwrap();
+    let output = show_npy(&link);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(file_type(&link).is_symlink(), "the link stays a link");
+    assert!(std::fs::read(&real).unwrap().starts_with(b"\x93NUMPY"), "its target is written");
+    assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o600, "the file keeps its mode");
+    // A dangling link names the file to create.
+    let dangling = dir.path().join("dangling.npy");
+    std::os::unix::fs::symlink("made.npy", &dangling).unwrap();
+    assert!(show_npy(&dangling).status.success());
+    assert!(file_type(&dangling).is_symlink() && dir.path().join("made.npy").is_file());
+    // A loop is a loop, not "missing".
+    let a = dir.path().join("a.npy");
+    std::os::unix::fs::symlink("b.npy", &a).unwrap();
+    std::os::unix::fs::symlink("a.npy", dir.path().join("b.npy")).unwrap();
+    assert_clean_failure(&show_npy(&a), "loop");
+}
+
+#[test]
+fn output_naming_a_folder_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", &tiny(), "-o", dir.path().to_str().unwrap()], &[]);
+    assert_clean_failure(&output, "is a folder");
+}
+
+#[test]
+fn dump_refuses_the_current_folder_and_read_only_folders() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = dir.path().join("work");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(inner.join("keep.txt"), b"mine").unwrap();
+    for out in [".", "..", "/", "./", "../work"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"))
+            .args(["dump", "the cat", "--model", &tiny(), "--out", out, "--force"])
+            .current_dir(&inner)
+            .output()
+            .unwrap();
+        assert_clean_failure(&output, "current folder");
+    }
+    assert_eq!(std::fs::read(inner.join("keep.txt")).unwrap(), b"mine");
+    let read_only = dir.path().join("ro");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let output = attnmap(&["dump", "the cat", "--model", &tiny(), "--out", read_only.to_str().unwrap()], &[]);
+    assert_clean_failure(&output, "read-only");
+    assert_eq!(std::fs::metadata(&read_only).unwrap().permissions().mode() & 0o777, 0o555);
+    // A private folder that is replaced stays private.
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let output = attnmap(&["dump", "the cat", "--model", &tiny(), "--out", private.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+/// The pid of a process that has exited (and been reaped).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_live_runs_lock_refuses_a_second_dump_and_a_dead_ones_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("maps");
+    let lock = dir.path().join(".maps.attnmap-lock");
+    // A live owner: a child that sleeps.
+    let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(&lock, sleeper.id().to_string()).unwrap();
+    let output = attnmap(&["dump", "the cat", "--model", &tiny(), "--out", out.to_str().unwrap()], &[]);
+    assert_clean_failure(&output, &format!("pid {}", sleeper.id()));
+    assert!(!out.exists());
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    // Its owner gone, the lock is stale: the next dump takes it, and removes the
+    // staging folders killed runs left (never a live run's).
+    let abandoned = dir.path().join(format!(".maps.attnmap-{}-Xy12", dead_pid()));
+    std::fs::create_dir_all(abandoned.join("heads")).unwrap();
+    let live = dir.path().join(format!(".other.attnmap-{}-Ab34", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+    let output = attnmap(&["dump", "the cat", "--model", &tiny(), "--out", out.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(out.join("manifest.json").is_file());
+    assert!(!abandoned.exists(), "a killed run's staging folder is removed");
+    assert!(live.exists(), "a live run's staging folder is kept");
+    assert!(!lock.exists(), "the lock goes with the run");
+}
+
+/// Two dumps into the same new folder at once: without --force one wins and the other
+/// fails naming the situation; with --force the last complete one wins whole.
+#[test]
+fn concurrent_dumps_never_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |out: &Path, text: &str, force: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"));
+        command.args(["dump", text, "--model", &tiny(), "--out", out.to_str().unwrap()]);
+        if force {
+            command.arg("--force");
+        }
+        command.stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    for round in 0..3 {
+        let out = dir.path().join(format!("plain{round}"));
+        let (a, b) = (spawn(&out, "the cat sat", false), spawn(&out, "a dog ran off quickly", false));
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let codes = [a.status.code(), b.status.code()];
+        assert!(codes.contains(&Some(0)) && codes.contains(&Some(2)), "one wins, one fails: {codes:?} {} {}", stderr(&a), stderr(&b));
+        let loser = if a.status.code() == Some(2) { &a } else { &b };
+        assert_clean_failure(loser, "--out");
+        check_whole_dump(&out);
+    }
+    for round in 0..3 {
+        let out = dir.path().join(format!("forced{round}"));
+        let (a, b) = (spawn(&out, "the cat sat", true), spawn(&out, "a dog ran off quickly", true));
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        assert!(a.status.success() && b.status.success(), "{} {}", stderr(&a), stderr(&b));
+        check_whole_dump(&out);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "nothing hidden is left: {leftovers:?}");
+}
+
+/// Every file the manifest lists is there, and attention.npy has the manifest's shape.
+fn check_whole_dump(out: &Path) {
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        assert!(out.join(file.as_str().unwrap()).is_file(), "{file} is missing");
+    }
+    let (shape, _) = attnmap::output::read_npy_f32(&std::fs::read(out.join("attention.npy")).unwrap()).unwrap();
+    let seq = manifest["seq_len"].as_u64().unwrap() as usize;
+    assert_eq!(shape[2..], [seq, seq], "attention.npy belongs to this manifest");
+    assert_eq!(manifest["ids"].as_array().unwrap().len(), seq);
+}
+
+/// SIGTERM is handled like Ctrl-C: exit 130 and the message, not a silent death.
+#[test]
+fn sigterm_is_handled_like_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("text");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = dir.path().join("maps");
+    // Reading a FIFO nobody writes blocks: the run is reliably in progress.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"))
+        .args(["dump", "--file", fifo.to_str().unwrap(), "--model", &tiny(), "--out", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(stderr(&output).contains("interrupted"));
+    assert!(!out.exists());
+}
