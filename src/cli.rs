@@ -131,11 +131,11 @@ pub struct ShowArgs {
     pub input: InputArgs,
 
     /// Layer to draw, from 0 (`attnmap info` lists the range).
-    #[arg(short, long)]
+    #[arg(short, long, allow_negative_numbers = true, value_parser = parse_index)]
     pub layer: Option<usize>,
 
     /// Head to draw, from 0.
-    #[arg(short = 'H', long)]
+    #[arg(short = 'H', long, allow_negative_numbers = true, value_parser = parse_index)]
     pub head: Option<usize>,
 
     /// Output file; the format follows the extension (.png, .npy, .json). '-' writes to
@@ -152,6 +152,14 @@ pub struct ShowArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+}
+
+/// A layer or head index: counted from 0; Python's negative indices are named as such.
+fn parse_index(value: &str) -> Result<usize, String> {
+    if value.starts_with('-') && value[1..].parse::<u64>().is_ok() {
+        return Err(format!("{value} is negative: layers and heads count from 0 and negative indices are not supported (`attnmap info` lists the range)"));
+    }
+    value.parse().map_err(|_| format!("{value:?} is not a number; layers and heads count from 0 (`attnmap info` lists the range)"))
 }
 
 #[derive(Debug, Args)]
@@ -266,13 +274,28 @@ pub struct InfoArgs {
 /// Subcommand names, so `attnmap TEXT …` can default to `show`.
 pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "help"];
 
-/// Insert `show` when the first argument is not a subcommand or a top-level flag.
+/// Flags only `show` has: a first word equal to another subcommand's name followed by
+/// one of these is the TEXT (`attnmap info --layer 0 --head 1` draws the text "info").
+const SHOW_ONLY_FLAGS: &[&str] = &["-l", "--layer", "-H", "--head", "-o", "--output", "--format"];
+
+/// Insert `show` when the first argument is not a subcommand or a top-level flag, or
+/// when it names a subcommand but show's own flags follow (then it is the text).
 pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let top_level = ["-h", "--help", "-V", "--version"];
     let first_word = args.iter().skip(1).find(|a| !matches!(a.to_str(), Some("-q" | "--quiet")));
-    let needs_show = match first_word.and_then(|a| a.to_str()) {
+    let show_flags_follow = || {
+        args.iter().skip(2).filter_map(|a| a.to_str()).any(|a| {
+            SHOW_ONLY_FLAGS.iter().any(|flag| a == *flag || (a.starts_with(flag) && a[flag.len()..].starts_with(|c: char| c == '=' || (flag.len() == 2 && !c.is_alphabetic()))))
+        })
+    };
+    let needs_show = match first_word.map(|a| a.to_str()) {
         None => false,
-        Some(word) => !SUBCOMMANDS.contains(&word) && !top_level.contains(&word),
+        // Not UTF-8: not a subcommand name; clap then says what is wrong with it as TEXT.
+        Some(None) => true,
+        Some(Some(word)) => {
+            (!SUBCOMMANDS.contains(&word) && !top_level.contains(&word))
+                || (matches!(word, "dump" | "diff" | "info") && show_flags_follow())
+        }
     };
     if needs_show {
         args.insert(1, "show".into());
@@ -295,6 +318,11 @@ mod tests {
         assert_eq!(with_default_subcommand(words(&["attnmap", "dump", "hi"]))[1], "dump");
         assert_eq!(with_default_subcommand(words(&["attnmap", "--help"]))[1], "--help");
         assert_eq!(with_default_subcommand(words(&["attnmap", "-q", "dump"]))[2], "dump");
+        // A text equal to a subcommand name, followed by show's own flags, is the text.
+        assert_eq!(with_default_subcommand(words(&["attnmap", "info", "--layer", "1", "--head", "0"]))[1], "show");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "info", "-l1", "-H0"]))[1], "show");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "info", "--model", "x"]))[1], "info");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "dump", "hi", "--out", "d"]))[1], "dump");
         let cli = Cli::try_parse_from(with_default_subcommand(words(&["attnmap", "hi", "--layer", "5", "--head", "3"]))).unwrap();
         match cli.command {
             Command::Show(args) => assert_eq!((args.layer, args.head, args.input.text.as_deref()), (Some(5), Some(3), Some("hi"))),

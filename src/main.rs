@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         eprintln!("attnmap: internal error: {info}; please report this with the command you ran");
     }));
     attnmap::output::clean_up_on_interrupt();
-    let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
+    let cli = match Cli::try_parse_from(with_default_subcommand(std::env::args_os().collect())) {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     // Ok(false) is diff(1)'s "a difference was found": exit 1.
     let ui = Ui::new(cli.quiet, cli.color);
     let result = match &cli.command {
@@ -33,4 +36,34 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// clap's usage errors as one line in the house form (`attnmap: error: …` with its tip
+/// and where to look), so the error is always the last line of stderr; help and
+/// --version print as clap prints them.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        error.exit();
+    }
+    let rendered = error.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let mut usage = None;
+    for line in lines {
+        if let Some(tip) = line.strip_prefix("tip: ") {
+            message.push_str(&format!("; {tip}"));
+        } else if let Some(text) = line.strip_prefix("Usage: ") {
+            usage = Some(text.to_string());
+        } else if usage.is_none() && !line.starts_with("For more information") {
+            // The missing arguments, the possible values: part of the message.
+            message.push_str(&format!(" {line}"));
+        }
+    }
+    // "attnmap show [OPTIONS] ..." names the subcommand whose --help to suggest.
+    let command = usage.as_deref().and_then(|u| u.split_whitespace().nth(1)).filter(|w| !w.starts_with(['[', '<', '-']));
+    let help = command.map(|c| format!("attnmap {c} --help")).unwrap_or_else(|| "attnmap --help".into());
+    eprintln!("attnmap: error: {message} (see '{help}')");
+    ExitCode::from(2)
 }

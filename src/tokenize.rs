@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::utils::truncation::truncate_encodings;
+use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{Error, Result};
 
@@ -56,6 +57,10 @@ pub struct TextTokenizer {
     /// GPT-2 style byte-level BPE: token strings spell bytes, not text.
     byte_level: bool,
     segments: bool,
+    /// For a decoder: its model_type, and pairs are refused (it reads one text).
+    decoder: Option<String>,
+    /// `inner` without truncation, for counting what truncation drops.
+    untruncated: std::sync::OnceLock<Tokenizer>,
 }
 
 impl TextTokenizer {
@@ -84,7 +89,7 @@ impl TextTokenizer {
             }))
             .map_err(|e| Error::Tokenizer { path: path.clone(), message: format!("cannot set truncation: {e}") })?;
         let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
-        Ok(Self { inner, path, max_len, byte_level, segments: true })
+        Ok(Self { inner, path, max_len, byte_level, segments: true, decoder: None, untruncated: Default::default() })
     }
 
     /// For models whose transformers tokenizer has no `token_type_ids` among its
@@ -95,11 +100,37 @@ impl TextTokenizer {
         self
     }
 
+    /// For decoders: a second text is refused instead of being glued to the first with
+    /// no separator (their tokenizers have no pair template the model was trained on).
+    pub fn single_text(mut self, model_type: &str) -> Self {
+        self.decoder = Some(model_type.to_string());
+        self
+    }
+
+    /// How many tokens the vocabulary holds, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     pub fn max_len(&self) -> usize {
         self.max_len
     }
 
+    /// Bytes of each text tokenized first: truncation keeps `max_len` tokens, and a token
+    /// covers at least one byte of text but for rare normalizer expansions, so 16 bytes per
+    /// kept token leave a wide margin. Longer inputs are tokenized as prefixes (see [`Self::encode`]).
+    pub fn prefix_budget(&self) -> usize {
+        self.max_len.saturating_mul(16).max(4096)
+    }
+
     /// Tokenize a text (and optional second segment) with special tokens.
+    ///
+    /// A text longer than truncation can keep is tokenized only as far as needed: a
+    /// prefix and a prefix twice as long must both be truncated and keep the same
+    /// tokens (so the kept tokens did not depend on the cut), else the prefixes grow.
+    /// `text`/`pair` of the result are then the longer prefixes, and `dropped` counts
+    /// what truncation dropped from them: a lower bound for the whole input. (A pair
+    /// whose two texts are both that long is tokenized whole.)
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
         if text.trim().is_empty() {
             return Err(Error::Input("the text is empty; pass some text as an argument, with --file PATH, or on stdin with '-'".into()));
@@ -107,30 +138,120 @@ impl TextTokenizer {
         if pair.is_some_and(|p| p.trim().is_empty()) {
             return Err(Error::Input("--pair is empty; give the second sentence or leave --pair out".into()));
         }
-        let fail = |e: tokenizers::Error| Error::Tokenizer { path: self.path.clone(), message: format!("cannot encode the text: {e}") };
-        let encoding = match pair {
-            Some(p) => self.inner.encode((text, p), true),
-            None => self.inner.encode(text, true),
+        if let (Some(_), Some(model_type)) = (pair, &self.decoder) {
+            return Err(Error::Usage(format!(
+                "--pair is for models trained on sentence pairs (BERT's [SEP] and token_type_ids); this {model_type} model is a decoder that reads one text: put both texts in TEXT"
+            )));
         }
-        .map_err(fail)?;
-        let mut dropped = 0;
-        if encoding.len() >= self.max_len {
-            // Count what truncation removed by encoding once more without it.
-            let mut untruncated = self.inner.clone();
-            untruncated.with_truncation(None).map_err(fail)?;
-            let full = match pair {
-                Some(p) => untruncated.encode((text, p), true),
-                None => untruncated.encode(text, true),
+        let mut budget = self.prefix_budget();
+        loop {
+            let longest = text.len().max(pair.map_or(0, str::len));
+            // When text and pair must both be cut, which one is longer in full decides
+            // (longest first) who keeps the odd token: only the whole inputs can tell.
+            let both_cut = text.len().min(pair.map_or(0, str::len)) > budget;
+            if longest <= budget.saturating_mul(2) || both_cut {
+                return self.encode_whole(text, pair);
             }
-            .map_err(fail)?;
-            dropped = full.len().saturating_sub(encoding.len());
+            let small = self.encode_whole(prefix(text, budget), pair.map(|p| prefix(p, budget)))?;
+            let large = self.encode_whole(prefix(text, budget * 2), pair.map(|p| prefix(p, budget * 2)))?;
+            // Every text that was cut must itself have lost tokens to truncation: one that
+            // did not might hold more tokens past the cut, which (longest first) would move
+            // the split between text and pair.
+            let mut every_cut_truncated = true;
+            for (sequence, whole) in [(0u8, Some(text)), (1, pair)] {
+                let Some(whole) = whole else { continue };
+                let part = prefix(whole, budget);
+                if part.len() < whole.len() {
+                    let kept = small.sequence.iter().filter(|s| **s == Some(sequence)).count();
+                    every_cut_truncated &= self.count_tokens(part)? > kept;
+                }
+            }
+            if every_cut_truncated && small.ids == large.ids {
+                return Ok(large);
+            }
+            budget = budget.saturating_mul(4);
         }
+    }
+
+    /// How many tokens a text alone makes, without special tokens or truncation.
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+        let fail = |e: tokenizers::Error| Error::Tokenizer { path: self.path.clone(), message: format!("cannot encode the text: {e}") };
+        Ok(self.untruncated()?.encode(text, false).map_err(fail)?.len())
+    }
+
+    /// The tokenizer without truncation (made once, on first use).
+    fn untruncated(&self) -> Result<&Tokenizer> {
+        if let Some(tokenizer) = self.untruncated.get() {
+            return Ok(tokenizer);
+        }
+        let mut tokenizer = self.inner.clone();
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer { path: self.path.clone(), message: format!("cannot turn truncation off: {e}") })?;
+        Ok(self.untruncated.get_or_init(|| tokenizer))
+    }
+
+    fn encode_whole(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
+        let fail = |e: tokenizers::Error| Error::Tokenizer { path: self.path.clone(), message: format!("cannot encode the text: {e}") };
+        let (encoding, dropped, sequence) = match pair {
+            None => {
+                let encoding = self.inner.encode(text, true).map_err(fail)?;
+                let mut dropped = 0;
+                if encoding.len() >= self.max_len {
+                    // What truncation removed: the overflowing pieces, without special tokens.
+                    dropped = self.count_tokens(text)?.saturating_sub(encoding.get_sequence_ids().iter().filter(|s| s.is_some()).count());
+                }
+                (encoding, dropped, None)
+            }
+            // tokenizers' own pair truncation keeps every overflowing piece of both texts and
+            // then pairs each with each (quadratic: a long text and a long pair never finish),
+            // so its steps are done here, keeping only what truncation keeps.
+            Some(p) => {
+                let untruncated = self.untruncated()?;
+                let first = untruncated.encode(text, false).map_err(fail)?;
+                let mut second = untruncated.encode(p, false).map_err(fail)?;
+                second.set_type_ids(vec![1; second.len()]);
+                let whole = first.len() + second.len();
+                let added = self.inner.get_post_processor().map_or(0, |processor| processor.added_tokens(true));
+                let params = TruncationParams {
+                    max_length: self.max_len.saturating_sub(added),
+                    strategy: TruncationStrategy::LongestFirst,
+                    stride: 0,
+                    direction: TruncationDirection::Right,
+                };
+                let (mut first, second) = truncate_encodings(first, Some(second), &params).map_err(fail)?;
+                let mut second = second.unwrap_or_default();
+                first.take_overflowing();
+                second.take_overflowing();
+                // As tokenizers' PostProcessor::default_process marks them for a pair.
+                first.set_sequence_id(0);
+                second.set_sequence_id(1);
+                let kept = first.len() + second.len();
+                let first_len = first.len();
+                let encoding = untruncated.post_process(first, Some(second), true).map_err(fail)?;
+                // The sequence ranges do not survive this path: the template's own tokens are
+                // the masked ones, then come the first text's tokens, then the pair's.
+                let mut seen = 0;
+                let sequence = encoding
+                    .get_special_tokens_mask()
+                    .iter()
+                    .map(|&mask| {
+                        if mask == 1 {
+                            return None;
+                        }
+                        seen += 1;
+                        Some(if seen <= first_len { 0 } else { 1 })
+                    })
+                    .collect();
+                (encoding, whole - kept, Some(sequence))
+            }
+        };
         if encoding.is_empty() {
             return Err(Error::Input("the text produced no tokens; pass some text".into()));
         }
         let tokens = encoding.get_tokens().to_vec();
         let labels = tokens.iter().map(|t| label(t, self.byte_level)).collect();
-        let sequence: Vec<Option<u8>> = encoding.get_sequence_ids().iter().map(|s| s.map(|s| s as u8)).collect();
+        let sequence: Vec<Option<u8>> = sequence.unwrap_or_else(|| encoding.get_sequence_ids().iter().map(|s| s.map(|s| s as u8)).collect());
         let added = self.inner.get_added_tokens_decoder();
         let special = encoding
             .get_special_tokens_mask()
@@ -163,6 +284,15 @@ impl TextTokenizer {
             special,
         })
     }
+}
+
+/// The longest prefix of `text` of at most `bytes` bytes that ends on a character boundary.
+fn prefix(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Byte offsets to Unicode-scalar offsets for one text (built once, looked up per token).

@@ -33,22 +33,27 @@ pub fn open_model(args: &ModelArgs, ui: &Ui) -> Result<Session> {
         eprintln!("attnmap: {}", files.describe());
     }
     let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
+    for warning in &loaded.warnings {
+        eprintln!("attnmap: warning: {warning}");
+    }
     Ok(Session { files, loaded })
 }
+
+/// The most text read from a file or stdin: far more than any model keeps after
+/// truncation (tokenizing stops once truncation is decided, see `TextTokenizer::encode`),
+/// and a bound on what `--file /dev/urandom` or an endless pipe can cost.
+pub const INPUT_LIMIT: usize = 16 << 20;
 
 /// The text (and pair) the user gave: argument, '-' for stdin, or --file. Read before
 /// the model is loaded, so bad input fails fast.
 pub fn read_input(args: &InputArgs) -> Result<(String, Option<String>)> {
     let text = match (&args.text, &args.file) {
-        (_, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| Error::Input(format!("cannot read --file {}: {e}", path.display())))?,
-        (Some(dash), None) if dash == "-" => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| Error::Input(format!("cannot read the text from stdin: {e}")))?;
-            text
+        (_, Some(path)) => {
+            let what = format!("--file {}", path.display());
+            let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("cannot read {what}: {e}")))?;
+            read_text(file, &what)?
         }
+        (Some(dash), None) if dash == "-" => read_text(std::io::stdin().lock(), "the text on stdin")?,
         (Some(text), None) => text.clone(),
         (None, None) => return Err(Error::Usage("give a TEXT, '-' for stdin, or --file PATH".into())),
     };
@@ -59,6 +64,42 @@ pub fn read_input(args: &InputArgs) -> Result<(String, Option<String>)> {
         return Err(Error::Input("the text is empty; pass some text as an argument, with --file PATH, or on stdin with '-'".into()));
     }
     Ok((text.to_string(), args.pair.clone()))
+}
+
+/// Read at most [`INPUT_LIMIT`] bytes of UTF-8 text; refuse binary data (NUL bytes, as
+/// /dev/zero gives) and invalid UTF-8, naming the byte offset.
+fn read_text(reader: impl Read, what: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    reader
+        .take(INPUT_LIMIT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Input(format!("cannot read {what}: {e}")))?;
+    if let Some(offset) = bytes.iter().position(|&b| b == 0) {
+        return Err(Error::Input(format!("{what} is not text: it holds a NUL byte at offset {offset} (a binary file or a device?); give a UTF-8 text file")));
+    }
+    let cut = bytes.len() > INPUT_LIMIT;
+    if cut {
+        bytes.truncate(INPUT_LIMIT);
+        eprintln!(
+            "attnmap: warning: {what} is longer than {} MiB; only its first {} MiB are read (far more than any model keeps after truncation)",
+            INPUT_LIMIT >> 20,
+            INPUT_LIMIT >> 20
+        );
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        // A character split by the size limit is not an encoding error.
+        Err(e) if cut && e.utf8_error().error_len().is_none() => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            Ok(String::from_utf8(bytes).unwrap_or_default())
+        }
+        Err(e) => Err(Error::Input(format!(
+            "{what} is not UTF-8 text (invalid byte at offset {}); convert it first, e.g. iconv -f LATIN1 -t UTF-8",
+            e.utf8_error().valid_up_to()
+        ))),
+    }
 }
 
 /// A probe set (`--texts FILE`): one text per line, or JSON lines `{"text": ..., "pair": ...}`;
@@ -91,15 +132,31 @@ pub fn read_probe_file(path: &Path, pair: Option<&str>) -> Result<Vec<(String, O
     Ok(texts)
 }
 
-/// Tokenize the input with the model's tokenizer, warning when truncation drops tokens.
+/// Tokenize the input with the model's tokenizer, warning when truncation drops tokens
+/// (naming which of text and --pair lost how many).
 pub fn encode(session: &Session, (text, pair): &(String, Option<String>)) -> Result<Encoded> {
-    let encoded = session.loaded.tokenizer.encode(text, pair.as_deref())?;
+    let tokenizer = &session.loaded.tokenizer;
+    let encoded = tokenizer.encode(text, pair.as_deref())?;
     if encoded.dropped > 0 {
-        let max = session.loaded.tokenizer.max_len();
+        let max = tokenizer.max_len();
+        // Long inputs are tokenized only as far as truncation needs: the count is then a lower bound.
+        let cut = encoded.text.len() < text.len() || encoded.pair.as_ref().map(String::len) < pair.as_ref().map(String::len);
+        let total = encoded.len() + encoded.dropped;
+        let total = if cut { format!("more than {total}") } else { total.to_string() };
+        let from = match pair {
+            None if cut => format!("everything after the first {} was dropped", encoded.len()),
+            None => format!("the last {} were dropped", encoded.dropped),
+            Some(_) => {
+                let kept = |sequence: u8| encoded.sequence.iter().filter(|s| **s == Some(sequence)).count();
+                let alone = |t: &str| tokenizer.count_tokens(t);
+                let text_dropped = alone(&encoded.text)?.saturating_sub(kept(0));
+                let pair_dropped = alone(encoded.pair.as_deref().unwrap_or_default())?.saturating_sub(kept(1));
+                let more = if cut { "at least " } else { "" };
+                format!("{more}{text_dropped} were dropped from the end of the text and {more}{pair_dropped} from the end of --pair (longest first)")
+            }
+        };
         eprintln!(
-            "attnmap: warning: the input has {} tokens but this model reads at most {max}; the last {} were dropped (as transformers does with truncation=True, max_length={max})",
-            encoded.len() + encoded.dropped,
-            encoded.dropped
+            "attnmap: warning: the input has {total} tokens but this model reads at most {max}; {from} (as transformers does with truncation=True, max_length={max})"
         );
     }
     Ok(encoded)

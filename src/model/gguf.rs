@@ -177,8 +177,8 @@ impl GgufFile {
     }
 }
 
-/// Load a GGUF model and its tokenizer.
-pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded> {
+/// Load a GGUF model and its tokenizer; also returns how many layers the tensor names hold.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<(Loaded, usize)> {
     let gguf = GgufFile::open(path)?;
     let architecture = gguf.string("general.architecture")?.to_string();
     if !SUPPORTED.contains(&architecture.as_str()) {
@@ -201,7 +201,8 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     } else {
         format!("f32, dequantized from the file's {summary}")
     };
-    Ok(Loaded { model: Box::new(model), tokenizer, model_type: architecture, precision })
+    let weight_layers = super::weights::layers_in(gguf.content.tensor_infos.keys().map(String::as_str));
+    Ok((Loaded { model: Box::new(model), tokenizer, model_type: architecture, precision, warnings: Vec::new() }, weight_layers))
 }
 
 /// The llama config from `{arch}.*` metadata keys (llama.cpp's names).

@@ -10,7 +10,7 @@ pub mod gpt2;
 pub mod gpt_neox;
 pub mod llama;
 pub mod rotary;
-mod weights;
+pub(crate) mod weights;
 
 use candle_core::Tensor;
 use candle_nn::{LayerNorm, Linear, VarBuilder};
@@ -61,6 +61,10 @@ pub struct Loaded {
     pub model_type: String,
     /// How the weights are computed with, e.g. "f32" or "f32, dequantized from the file's Q4_1 x210, ...".
     pub precision: String,
+    /// Where the files disagree with each other without making the maps impossible (more
+    /// layers of weights than the config says, a tokenizer of another vocabulary size):
+    /// said on stderr by the commands.
+    pub warnings: Vec<String>,
 }
 
 /// How to load a model (what the command line can change).
@@ -98,9 +102,37 @@ pub fn load(files: &ModelFiles) -> Result<Loaded> {
 
 /// Load the model and tokenizer that `files` point to.
 pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
-    if let Weights::Gguf(path) = &files.weights {
-        return gguf::load(path, options);
+    let (mut loaded, weight_layers) = match &files.weights {
+        Weights::Gguf(path) => gguf::load(path, options)?,
+        _ => load_transformers(files, options)?,
+    };
+    let info = loaded.model.info().clone();
+    if info.causal {
+        loaded.tokenizer = loaded.tokenizer.single_text(&loaded.model_type);
     }
+    let config = files.config.display();
+    if weight_layers > info.layers {
+        loaded.warnings.push(format!(
+            "the weights hold {weight_layers} layers but {config} describes {}; only the first {} are run (is the config from another model?)",
+            info.layers, info.layers
+        ));
+    }
+    let vocab = loaded.tokenizer.vocab_size();
+    // Embedding tables are often padded past the tokenizer (to a multiple of 64 or 128), so
+    // only a gap wider than padding explains is worth a word; a larger tokenizer always is.
+    let padding = (info.vocab_size / 50).max(128);
+    if vocab > info.vocab_size || vocab + padding < info.vocab_size {
+        loaded.warnings.push(format!(
+            "the tokenizer has {vocab} tokens but the model's vocabulary has {} (in {config}); are they from the same model?",
+            info.vocab_size
+        ));
+    }
+    Ok(loaded)
+}
+
+/// A Hugging Face folder: config.json, tokenizer.json and weights; also returns how many
+/// layers the weight names hold.
+fn load_transformers(files: &ModelFiles, options: &LoadOptions) -> Result<(Loaded, usize)> {
     if options.quantized {
         return Err(Error::Usage(format!(
             "--quantized needs a .gguf model; {} holds {} weights, which are always computed in f32",
@@ -141,7 +173,8 @@ pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
     if !arch.reads_segments() {
         tokenizer = tokenizer.without_segments();
     }
-    let vb = weights::var_builder(&files.weights)?;
+    let (vb, names) = weights::var_builder(&files.weights)?;
+    let weight_layers = weights::layers_in(names.iter().map(String::as_str));
     let model = arch.build(vb).map_err(|e| match e {
         // A tensor that is missing or mis-shaped means these weights are not this architecture.
         Error::Compute(inner) => Error::model_file(
@@ -150,7 +183,7 @@ pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
         ),
         other => other,
     })?;
-    Ok(Loaded { model, tokenizer, model_type, precision: "f32".into() })
+    Ok((Loaded { model, tokenizer, model_type, precision: "f32".into(), warnings: Vec::new() }, weight_layers))
 }
 
 /// The llama family from a config.json; GGUF files come through [`gguf::load`].

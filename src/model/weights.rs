@@ -14,21 +14,41 @@ use candle_nn::VarBuilder;
 use crate::error::{Error, Result};
 use crate::source::Weights;
 
-/// A VarBuilder over every float tensor of the weight files, converted to f32.
-pub fn var_builder(weights: &Weights) -> Result<VarBuilder<'static>> {
+/// A VarBuilder over every float tensor of the weight files, converted to f32,
+/// and the tensor names (to compare the file with its config).
+pub fn var_builder(weights: &Weights) -> Result<(VarBuilder<'static>, Vec<String>)> {
     let device = Device::Cpu;
-    match weights {
+    let tensors = match weights {
         Weights::Safetensors(paths) => {
             let mut tensors = HashMap::new();
             for path in paths {
                 read_safetensors(path, &mut tensors)?;
             }
-            Ok(VarBuilder::from_tensors(tensors, DType::F32, &device))
+            tensors
         }
-        Weights::PytorchBin(path) => Ok(VarBuilder::from_tensors(read_pth(path)?, DType::F32, &device)),
+        Weights::PytorchBin(path) => read_pth(path)?,
         // GGUF metadata decides the names and layout; model/gguf.rs reads it.
-        Weights::Gguf(path) => Err(Error::model_file(path, "is a GGUF file, which is read by the GGUF loader, not as named tensors")),
+        Weights::Gguf(path) => return Err(Error::model_file(path, "is a GGUF file, which is read by the GGUF loader, not as named tensors")),
+    };
+    let names = tensors.keys().cloned().collect();
+    Ok((VarBuilder::from_tensors(tensors, DType::F32, &device), names))
+}
+
+/// How many layers the tensor names hold (`encoder.layer.5.…`, `h.5.…`, `model.layers.5.…`,
+/// `blk.5.…`): one more than the largest layer index, or 0 if no name has one.
+pub fn layers_in<'a>(names: impl IntoIterator<Item = &'a str>) -> usize {
+    let mut count = 0;
+    for name in names {
+        let parts: Vec<&str> = name.split('.').collect();
+        for pair in parts.windows(2) {
+            if matches!(pair[0], "layer" | "layers" | "h" | "blk") {
+                if let Ok(index) = pair[1].parse::<usize>() {
+                    count = count.max(index.saturating_add(1));
+                }
+            }
+        }
     }
+    count
 }
 
 fn read_safetensors(path: &Path, into: &mut HashMap<String, Tensor>) -> Result<()> {

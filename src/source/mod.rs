@@ -124,6 +124,9 @@ pub fn resolve(model: &str, revision: &str, env: &HubEnv) -> Result<ModelFiles> 
     if path.exists() {
         return resolve_folder(model, path);
     }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::source(model, "is a symbolic link that leads nowhere (a loop, or its target is gone); point it at a model folder or .gguf file"));
+    }
     if looks_like_path(model) {
         return Err(Error::source(
             model,
@@ -228,14 +231,27 @@ fn gguf_in(dir: &Path) -> Option<PathBuf> {
 pub(crate) fn find_files(dir: &Path) -> std::result::Result<(PathBuf, PathBuf, Weights), String> {
     let config = dir.join("config.json");
     if !config.is_file() {
-        return Err("config.json is missing".into());
+        return Err(absent(&config, "config.json is missing"));
     }
     let tokenizer = dir.join("tokenizer.json");
     if !tokenizer.is_file() {
-        return Err("tokenizer.json is missing (attnmap needs the fast-tokenizer file)".into());
+        return Err(absent(&tokenizer, "tokenizer.json is missing (attnmap needs the fast-tokenizer file)"));
     }
     let weights = find_weights(dir)?;
     Ok((config, tokenizer, weights))
+}
+
+/// Why a file is not there: a link that leads nowhere (or in a loop) is named as such, not as "missing".
+fn absent(path: &Path, missing: &str) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match (std::fs::symlink_metadata(path), std::fs::metadata(path)) {
+        (Ok(link), Err(e)) if link.file_type().is_symlink() => match e.raw_os_error() {
+            Some(40) => format!("{name} is a symbolic link loop"),
+            _ => format!("{name} is a symbolic link to nothing ({e})"),
+        },
+        (_, Ok(meta)) if !meta.is_file() => format!("{name} is not a regular file"),
+        _ => missing.to_string(),
+    }
 }
 
 fn find_weights(dir: &Path) -> std::result::Result<Weights, String> {

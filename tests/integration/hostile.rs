@@ -308,3 +308,180 @@ fn sigterm_is_handled_like_ctrl_c() {
     assert!(stderr(&output).contains("interrupted"));
     assert!(!out.exists());
 }
+
+#[test]
+fn binary_and_non_utf8_input_is_refused() {
+    let output = attnmap(&["show", "--file", "/dev/zero", "-l", "0", "-H", "0", "--model", &tiny()], &[]);
+    assert_clean_failure(&output, "NUL byte at offset 0");
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = dir.path().join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 au lait").unwrap();
+    let output = attnmap(&["show", "--file", latin1.to_str().unwrap(), "-l", "0", "-H", "0", "--model", &tiny()], &[]);
+    assert_clean_failure(&output, "not UTF-8 text (invalid byte at offset 3)");
+}
+
+/// A 48 MB file keeps exactly the tokens its first few kilobytes give (truncation keeps
+/// 40 here), and is tokenized only that far (the run used to take 50 s and 6 GB).
+#[test]
+fn a_huge_text_file_is_tokenized_only_as_far_as_truncation_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let sentence = "The WhirlyGigs arrived broken, and support never answered my three emails. ";
+    let huge = dir.path().join("huge.txt");
+    let mut text = String::with_capacity(48 << 20);
+    while text.len() < 48 << 20 {
+        text.push_str(sentence);
+    }
+    std::fs::write(&huge, &text).unwrap();
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, &text[..sentence.len() * 10]).unwrap();
+    let npy = |file: &Path| {
+        let output = attnmap(&["show", "--file", file.to_str().unwrap(), "-l", "1", "-H", "2", "--model", &tiny(), "-o", "-", "--format", "npy"], &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let err = stderr(&output);
+        (output.stdout, err)
+    };
+    let (huge_map, huge_err) = npy(&huge);
+    let (short_map, _) = npy(&short);
+    assert_eq!(huge_map, short_map, "the kept tokens do not depend on where reading stopped");
+    assert!(huge_err.contains("only its first 16 MiB are read") && huge_err.contains("more than"), "{huge_err}");
+}
+
+/// In-process: the prefix tokenization keeps exactly the ids the whole text gives.
+#[test]
+fn prefix_tokenization_equals_whole_text_tokenization() {
+    use tokenizers::{Tokenizer, TruncationParams};
+    for (model, max_len) in [("tiny-bert", 40), ("tiny-gpt2", 32), ("tiny-llama", 48), ("tiny-xlm-roberta", 32)] {
+        let path = fixtures().join(model).join("tokenizer.json");
+        let ours = attnmap::tokenize::TextTokenizer::from_file(&path, max_len).unwrap();
+        let mut reference = Tokenizer::from_file(&path).unwrap();
+        reference.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).unwrap();
+        // Long words, a long unbroken run past the first cut, accents and CJK.
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!("wörd{i} 本日 "));
+        }
+        let long_run = format!("{} {}", "x".repeat(3000), text);
+        for text in [&text, &long_run] {
+            let encoded = ours.encode(text, None).unwrap();
+            assert_eq!(encoded.ids, reference.encode(text.as_str(), true).unwrap().get_ids(), "{model}");
+            assert!(encoded.text.len() < text.len(), "{model}: only a prefix is tokenized");
+            assert!(encoded.dropped > 0);
+        }
+        // Pairs (encoders only), against tokenizers' own pair truncation on texts short
+        // enough for it (it pairs every overflowing piece with every other).
+        if model == "tiny-gpt2" || model == "tiny-llama" {
+            continue;
+        }
+        let cut = |t: &str, n: usize| t.chars().take(n).collect::<String>();
+        let (some, more, run) = (cut(&text, 1500), cut(&text, 400), cut(&long_run, 3100));
+        for (first, second) in [("a short text", "a short pair"), (more.as_str(), "a short pair"), (some.as_str(), run.as_str()), (more.as_str(), some.as_str()), (text.as_str(), "a short pair"), ("a short text", text.as_str())] {
+            let pair = ours.encode(first, Some(second)).unwrap();
+            let expected = reference.encode((first, second), true).unwrap();
+            assert_eq!((&pair.ids[..], &pair.type_ids[..]), (expected.get_ids(), expected.get_type_ids()), "{model} pair");
+            let sequences: Vec<Option<u8>> = expected.get_sequence_ids().iter().map(|s| s.map(|s| s as u8)).collect();
+            assert_eq!(pair.sequence, sequences, "{model} {} {}", first.len(), second.len());
+        }
+        // Two long texts finish (they used to take minutes), keeping half the room each.
+        let both = ours.encode(&text, Some(&long_run)).unwrap();
+        assert_eq!(both.len(), max_len);
+    }
+}
+
+#[test]
+fn pair_on_a_decoder_is_refused() {
+    let gpt2 = fixtures().join("tiny-gpt2");
+    let output = attnmap(&["the cat", "--pair", "sat down", "-l", "0", "-H", "0", "--model", gpt2.to_str().unwrap(), "-o", "-", "--format", "npy"], &[]);
+    assert_clean_failure(&output, "decoder");
+}
+
+#[test]
+fn pair_truncation_warning_names_the_text_that_lost_tokens() {
+    let long = "one two three four five six seven eight nine ten ".repeat(6);
+    let output = attnmap(&[&long, "--pair", "short one", "-l", "0", "-H", "0", "--model", &tiny(), "-o", "-", "--format", "npy"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("were dropped from the end of the text and 0 from the end of --pair"), "{err}");
+    let output = attnmap(&["short one", "--pair", &long, "-l", "0", "-H", "0", "--model", &tiny(), "-o", "-", "--format", "npy"], &[]);
+    assert!(stderr(&output).contains(" 0 were dropped from the end of the text and "), "{}", stderr(&output));
+}
+
+/// Files that disagree with each other load, with a warning naming both numbers.
+#[test]
+fn weights_or_tokenizer_that_disagree_with_the_config_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, name: &str| {
+        let model = dir.path().join(name);
+        std::fs::create_dir(&model).unwrap();
+        for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+            std::fs::copy(from.join(file), model.join(file)).unwrap();
+        }
+        model
+    };
+    let fewer = copy(&tiny_bert_dir(), "fewer-layers");
+    let config = std::fs::read_to_string(fewer.join("config.json")).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    std::fs::write(fewer.join("config.json"), config).unwrap();
+    let output = attnmap(&["info", "--model", fewer.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("the weights hold 2 layers but") && stderr(&output).contains("describes 1"), "{}", stderr(&output));
+    let other_tokenizer = copy(&fixtures().join("tiny-llama"), "other-tokenizer");
+    std::fs::copy(tiny_bert_dir().join("tokenizer.json"), other_tokenizer.join("tokenizer.json")).unwrap();
+    let output = attnmap(&["info", "--model", other_tokenizer.to_str().unwrap()], &[]);
+    assert!(stderr(&output).contains("the tokenizer has 256 tokens but the model's vocabulary has 480"), "{}", stderr(&output));
+    // Matching files say nothing.
+    let output = attnmap(&["info", "--model", &tiny()], &[]);
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+}
+
+/// Usage errors are one line in the house form, the last line of stderr.
+#[test]
+fn usage_errors_are_one_line() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["the cat", "--frobnicate"], "unexpected argument '--frobnicate'"),
+        (&["the cat", "--layer", "-1", "--head", "0"], "negative"),
+        (&["dump", "the cat"], "--out"),
+        (&["the cat", "--colormap", "rainbow", "-l", "0", "-H", "0"], "viridis"),
+    ];
+    for (args, needle) in cases {
+        let output = attnmap(args, &[]);
+        assert_clean_failure(&output, needle);
+        let err = stderr(&output);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.lines().last().unwrap().starts_with("attnmap: error: ") && err.contains("--help"), "{err}");
+    }
+    // A failing run's error is the last line, after what it said before.
+    let output = attnmap(&["the cat", "-l", "9", "-H", "0", "--model", &tiny(), "-o", "-"], &[]);
+    assert_clean_failure(&output, "layer 9");
+    assert!(stderr(&output).lines().last().unwrap().starts_with("attnmap: error: "));
+}
+
+/// A non-UTF-8 argument is reported as such, not as an unknown subcommand; a TEXT equal to
+/// a subcommand name followed by show's own flags is drawn as text.
+#[test]
+fn odd_arguments_get_accurate_messages() {
+    use std::os::unix::ffi::OsStrExt;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"))
+        .arg(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .args(["-l", "0", "-H", "0", "--model", &tiny()])
+        .output()
+        .unwrap();
+    assert_clean_failure(&output, "UTF-8");
+    assert!(!stderr(&output).contains("subcommand"), "{}", stderr(&output));
+    let output = attnmap(&["info", "-l", "0", "-H", "0", "--model", &tiny(), "-o", "-", "--format", "json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["tokens"].as_array().unwrap().len(), 3, "[CLS] info [SEP]: {json}");
+}
+
+#[test]
+fn symlink_loops_in_a_model_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::os::unix::fs::symlink("config.json", model.join("config.json")).unwrap();
+    let output = attnmap(&["info", "--model", model.to_str().unwrap()], &[]);
+    assert_clean_failure(&output, "loop");
+    let looped = dir.path().join("looped");
+    std::os::unix::fs::symlink("looped", &looped).unwrap();
+    let output = attnmap(&["info", "--model", looped.to_str().unwrap()], &[]);
+    assert_clean_failure(&output, "leads nowhere");
+}
