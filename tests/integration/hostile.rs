@@ -485,3 +485,252 @@ fn symlink_loops_in_a_model_are_named() {
     let output = attnmap(&["info", "--model", looped.to_str().unwrap()], &[]);
     assert_clean_failure(&output, "leads nowhere");
 }
+
+/// A small seeded generator (xorshift64*): the same mutations on every run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One seeded mutation of a file's bytes. JSON files also get structural edits (numbers set
+/// to 0 / max / wrapping values, keys dropped or duplicated); binary files get their
+/// length fields (the first 8 bytes of safetensors, GGUF's counts) set to such values.
+fn mutate(bytes: &[u8], json: bool, rng: &mut Seeded) -> (String, Vec<u8>) {
+    let mut out = bytes.to_vec();
+    let extremes: [u64; 6] = [0, 1, u64::MAX, u64::MAX / 2 + 2, 1 << 62, u32::MAX as u64 + 1];
+    match rng.below(if json { 7 } else { 5 }) {
+        0 => {
+            let flips = 1 + rng.below(8);
+            for _ in 0..flips {
+                let at = rng.below(out.len());
+                out[at] ^= 1 << rng.below(8);
+            }
+            (format!("{flips} bit flips"), out)
+        }
+        1 => {
+            let len = rng.below(out.len());
+            out.truncate(len);
+            (format!("truncated to {len}"), out)
+        }
+        2 if !json => {
+            // A length or count field: the header length, or any aligned 8 bytes in the first kilobytes.
+            let at = if rng.below(2) == 0 { 0 } else { rng.below(out.len().min(4096) / 8) * 8 };
+            let value = extremes[rng.below(extremes.len())];
+            let end = (at + 8).min(out.len());
+            out[at..end].copy_from_slice(&value.to_le_bytes()[..end - at]);
+            (format!("u64 at {at} = {value}"), out)
+        }
+        3 if !json => {
+            // A byte run repeated (duplicated data) in the header region.
+            let at = rng.below(out.len().min(8192));
+            let len = 1 + rng.below(64);
+            let run: Vec<u8> = out[at..(at + len).min(out.len())].to_vec();
+            out.splice(at..at, run);
+            (format!("{len} bytes duplicated at {at}"), out)
+        }
+        4 if !json => {
+            let at = rng.below(out.len().min(8192));
+            let len = 1 + rng.below(64);
+            out.drain(at..(at + len).min(out.len()));
+            (format!("{len} bytes dropped at {at}"), out)
+        }
+        kind => {
+            // JSON: numbers to extremes, keys dropped or duplicated (on the text, so
+            // duplicates survive), or random structural characters.
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            let numbers: Vec<(usize, usize)> = {
+                let b = text.as_bytes();
+                let mut spans = Vec::new();
+                let mut i = 0;
+                while i < b.len() {
+                    if b[i].is_ascii_digit() && i > 0 && matches!(b[i - 1], b':' | b' ' | b'[' | b',') {
+                        let start = i;
+                        while i < b.len() && b[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                        spans.push((start, i));
+                    }
+                    i += 1;
+                }
+                spans
+            };
+            let keys: Vec<usize> = text.match_indices("\":").map(|(i, _)| i).collect();
+            match kind % 3 {
+                0 if !numbers.is_empty() => {
+                    let (start, end) = numbers[rng.below(numbers.len())];
+                    let value = ["0", "-1", "18446744073709551615", "4611686018427387905", "1e308", "4294967296", "65537"][rng.below(7)];
+                    (format!("number at {start} = {value}"), format!("{}{value}{}", &text[..start], &text[end..]).into_bytes())
+                }
+                1 if !keys.is_empty() => {
+                    // Drop a key: from its opening quote to the next comma.
+                    let colon = keys[rng.below(keys.len())];
+                    let start = text[..colon].rfind('"').unwrap_or(colon);
+                    let end = text[colon..].find(',').map_or(text.len(), |i| colon + i + 1);
+                    (format!("key at {start} dropped"), format!("{}{}", &text[..start], &text[end..]).into_bytes())
+                }
+                _ if !keys.is_empty() => {
+                    // Duplicate a "key": value pair in place, with another value.
+                    let colon = keys[rng.below(keys.len())];
+                    let start = text[..colon].rfind('"').unwrap_or(colon);
+                    let key = &text[start..colon + 2];
+                    let value = ["0", "null", "[]", "{}", "\"x\"", "99999999999"][rng.below(6)];
+                    (format!("key at {start} duplicated"), format!("{}{key}{value},{}", &text[..start], &text[start..]).into_bytes())
+                }
+                _ => {
+                    let at = rng.below(out.len());
+                    out[at] = b"{}[],:\"\\0"[rng.below(9)];
+                    (format!("structural byte at {at}"), out)
+                }
+            }
+        }
+    }
+}
+
+/// How one in-process run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Ending {
+    Ok,
+    Error,
+    Panic,
+    Hang,
+}
+
+/// Run `work` on its own thread: a panic that escapes the library, or a run past 20 s, is
+/// reported as such (an allocation failure would abort the whole test binary instead).
+fn ending(work: impl FnOnce() -> bool + Send + 'static) -> Ending {
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let _ = send.send(match result {
+            Ok(true) => Ending::Ok,
+            Ok(false) => Ending::Error,
+            Err(_) => Ending::Panic,
+        });
+    });
+    receive.recv_timeout(std::time::Duration::from_secs(20)).unwrap_or(Ending::Hang)
+}
+
+/// Load a model folder (or GGUF file) and, if it loads, run a short text through it.
+fn load_and_run(model: std::path::PathBuf) -> bool {
+    let env = attnmap::source::HubEnv::from_env().unwrap();
+    let Ok(files) = attnmap::source::resolve(model.to_str().unwrap(), "main", &env) else { return false };
+    let Ok(loaded) = attnmap::model::load(&files) else { return false };
+    let Ok(input) = loaded.tokenizer.encode("the cat sat on the mat", None) else { return false };
+    attnmap::Capture::run(loaded.model.as_ref(), &input, None, &[]).is_ok()
+}
+
+/// The mutation suite: a few hundred seeded mutations of every kind of file attnmap reads
+/// (safetensors, GGUF header, tokenizer.json, config.json, a dump's attention.npy and
+/// manifest.json), each run in-process through the library (and a sample through the
+/// binary): every run ends in success or an error — never a panic, a hang or an abort —
+/// and a failing binary run prints one error line and writes nothing.
+#[test]
+fn mutated_files_end_in_success_or_one_error() {
+    let mut rng = Seeded(0x5eed_0f_a77e);
+    let dir = tempfile::tempdir().unwrap();
+    let mut tally: std::collections::BTreeMap<(&str, Ending), usize> = Default::default();
+    let mut failures = Vec::new();
+    let bert = tiny_bert_dir();
+    let llama = fixtures().join("tiny-llama");
+    // A GGUF's header region (metadata, vocabulary, tensor directory): the part a crafted file attacks.
+    let gguf_path = crate::helpers::repo_root().join(".models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let gguf_head = {
+        let mut head = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(&gguf_path).unwrap(), 3 << 20), &mut head).unwrap();
+        head
+    };
+    let targets: Vec<(&str, std::path::PathBuf, &str, usize)> = vec![
+        ("safetensors", bert.clone(), "model.safetensors", 80),
+        ("tokenizer.json", bert.clone(), "tokenizer.json", 60),
+        ("config.json", bert.clone(), "config.json", 60),
+        ("llama config.json", llama.clone(), "config.json", 40),
+        ("llama tokenizer.json", llama.clone(), "tokenizer.json", 30),
+        ("gguf", std::path::PathBuf::new(), "model.gguf", 40),
+    ];
+    for (kind, source, file, count) in targets {
+        for index in 0..count {
+            let original = if kind == "gguf" { gguf_head.clone() } else { std::fs::read(source.join(file)).unwrap() };
+            let (what, bytes) = mutate(&original, file.ends_with(".json"), &mut rng);
+            let model = dir.path().join(format!("{kind}-{index}").replace(' ', "_"));
+            std::fs::create_dir(&model).unwrap();
+            let target = if kind == "gguf" {
+                model.join(file)
+            } else {
+                for other in ["config.json", "tokenizer.json", "model.safetensors"] {
+                    std::fs::copy(source.join(other), model.join(other)).unwrap();
+                }
+                model.join(file)
+            };
+            std::fs::write(&target, &bytes).unwrap();
+            let run_on = if kind == "gguf" { target.clone() } else { model.clone() };
+            let end = ending(move || load_and_run(run_on));
+            *tally.entry((kind, end)).or_default() += 1;
+            if matches!(end, Ending::Panic | Ending::Hang) {
+                failures.push(format!("{kind} #{index} ({what}): {end:?}"));
+            }
+            // A sample through the binary: exit 0 or 2, one error line, nothing written on failure.
+            if index % 10 == 0 {
+                let out = dir.path().join(format!("out-{kind}-{index}.npy").replace(' ', "_"));
+                let path = if kind == "gguf" { target.clone() } else { model.clone() };
+                let output = attnmap(&["the cat sat", "-l", "0", "-H", "0", "--model", path.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
+                match output.status.code() {
+                    Some(0) => *tally.entry(("binary", Ending::Ok)).or_default() += 1,
+                    Some(2) => {
+                        *tally.entry(("binary", Ending::Error)).or_default() += 1;
+                        let err = stderr(&output);
+                        if err.lines().filter(|l| l.starts_with("attnmap: error:")).count() != 1 || !err.lines().last().unwrap_or("").starts_with("attnmap: error:") || out.exists() {
+                            failures.push(format!("binary {kind} #{index} ({what}): {err}"));
+                        }
+                    }
+                    other => failures.push(format!("binary {kind} #{index} ({what}): exit {other:?}: {}", stderr(&output))),
+                }
+            }
+        }
+    }
+    // A dump's files: attention.npy in-process, manifest.json through `attnmap diff`.
+    let dump = fixtures().join("diff/old");
+    let npy = std::fs::read(dump.join("attention.npy")).unwrap();
+    for index in 0..60 {
+        let (what, bytes) = mutate(&npy, false, &mut rng);
+        let end = ending(move || attnmap::output::read_npy_f32(&bytes).is_ok());
+        *tally.entry(("attention.npy", end)).or_default() += 1;
+        if matches!(end, Ending::Panic | Ending::Hang) {
+            failures.push(format!("attention.npy #{index} ({what}): {end:?}"));
+        }
+    }
+    let manifest = std::fs::read(dump.join("manifest.json")).unwrap();
+    for index in 0..30 {
+        let (what, bytes) = mutate(&manifest, true, &mut rng);
+        let copy = dir.path().join(format!("dump-{index}"));
+        std::fs::create_dir(&copy).unwrap();
+        std::fs::copy(dump.join("attention.npy"), copy.join("attention.npy")).unwrap();
+        std::fs::write(copy.join("manifest.json"), bytes).unwrap();
+        let output = attnmap(&["diff", dump.to_str().unwrap(), copy.to_str().unwrap()], &[]);
+        let end = match output.status.code() {
+            Some(0 | 1) => Ending::Ok,
+            Some(2) => Ending::Error,
+            _ => Ending::Panic,
+        };
+        *tally.entry(("manifest.json (binary)", end)).or_default() += 1;
+        let err = stderr(&output);
+        if end == Ending::Panic || (end == Ending::Error && err.lines().filter(|l| l.starts_with("attnmap: error:")).count() != 1) {
+            failures.push(format!("manifest.json #{index} ({what}): {:?} {err}", output.status));
+        }
+    }
+    let total: usize = tally.values().sum();
+    eprintln!("mutation suite: {total} runs");
+    for ((kind, end), count) in &tally {
+        eprintln!("  {kind:<24} {end:?}: {count}");
+    }
+    assert!(failures.is_empty(), "{} runs ended badly:\n{}", failures.len(), failures.join("\n"));
+}
