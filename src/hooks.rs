@@ -76,6 +76,11 @@ pub trait HookSink {
     fn last_layer(&self) -> Option<usize> {
         None
     }
+    /// The heads whose `hook_pattern` the sink keeps at `layer`, or `None` for all of
+    /// them: attention of long inputs then keeps only these maps ([`crate::model::attention::attend`]).
+    fn pattern_heads(&self, _layer: usize) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// Which hook points to keep: kinds, at some layers (all layers when `layers` is `None`).

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, causal_mask, merge_heads, record_result, split_heads};
+use super::attention::{attend, merge_heads, record_result, split_heads, Mask};
 use super::{check_geometry, inverse_sqrt, layer_norm, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
 use crate::hooks::HookSink;
@@ -182,7 +182,6 @@ impl AttentionModel for Gpt2 {
         let ids = Tensor::new(input.ids.as_slice(), &device)?;
         let positions = Tensor::arange(0u32, seq as u32, &device)?;
         let mut hidden = (self.wte.forward(&ids)? + self.wpe.forward(&positions)?)?;
-        let mask = causal_mask(seq)?;
         let (heads, width) = (self.info.heads, self.info.hidden);
         let last = sink.last_layer().unwrap_or(usize::MAX);
         for (index, block) in self.blocks.iter().enumerate() {
@@ -190,7 +189,7 @@ impl AttentionModel for Gpt2 {
             let q = split_heads(&qkv.narrow(1, 0, width)?, heads)?;
             let k = split_heads(&qkv.narrow(1, width, width)?, heads)?;
             let v = split_heads(&qkv.narrow(1, 2 * width, width)?, heads)?;
-            let z = attend(index, &q, &k, &v, Some(&mask), block.scale, sink)?;
+            let z = attend(index, &q, &k, &v, Mask::Causal { window: None }, block.scale, sink)?;
             record_result(index, &z, block.c_proj.weight(), sink)?;
             hidden = (block.c_proj.forward(&merge_heads(&z)?)? + hidden)?;
             let inner = self.act.forward(&block.c_fc.forward(&block.ln_2.forward(&hidden)?)?)?;

@@ -18,7 +18,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, causal_mask, merge_heads, record_result};
+use super::attention::{attend, merge_heads, record_result, Mask};
 use super::rotary::Rotary;
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, linear_with_bias, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
@@ -197,7 +197,7 @@ impl GptNeox {
     }
 
     fn mlp(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let inner = self.act.forward(&layer.dense_h_to_4h.forward(&layer.post_attention_layernorm.forward(x)?)?)?;
+        let inner = super::bert::activate(self.act, &layer.dense_h_to_4h.forward(&layer.post_attention_layernorm.forward(x)?)?)?;
         Ok(layer.dense_4h_to_h.forward(&inner)?)
     }
 }
@@ -212,7 +212,6 @@ impl AttentionModel for GptNeox {
         let seq = input.len();
         let ids = Tensor::new(input.ids.as_slice(), &device)?;
         let mut hidden = self.embed_in.forward(&ids)?;
-        let mask = causal_mask(seq)?;
         let rotary = Rotary::new(self.rotary_dims, self.rope_theta, seq)?;
         let (heads, head_dim) = (self.info.heads, self.info.head_dim);
         let scale = inverse_sqrt(head_dim);
@@ -224,7 +223,7 @@ impl AttentionModel for GptNeox {
             let q = rotary.apply(&qkv.narrow(2, 0, head_dim)?)?;
             let k = rotary.apply(&qkv.narrow(2, head_dim, head_dim)?)?;
             let v = qkv.narrow(2, 2 * head_dim, head_dim)?.contiguous()?;
-            let z = attend(index, &q, &k, &v, Some(&mask), scale, sink)?;
+            let z = attend(index, &q, &k, &v, Mask::Causal { window: None }, scale, sink)?;
             record_result(index, &z, layer.dense.weight(), sink)?;
             let attn_out = layer.dense.forward(&merge_heads(&z)?)?;
             hidden = if self.parallel_residual {

@@ -27,7 +27,7 @@ use candle_nn::{Activation, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::attention::{attend, merge_heads, record_result, split_heads};
+use super::attention::{attend, merge_heads, record_result, split_heads, Mask};
 use super::{ArchInfo, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::{HookKind, HookPoint, HookSink};
@@ -456,25 +456,6 @@ impl Llama {
     }
 }
 
-/// The additive mask: 0 where a query may see a key, -inf elsewhere. Causal,
-/// and with a window `w` a query also loses keys `w` or more positions back
-/// (masking_utils.sliding_window_overlay: keep `kv_idx > q_idx - w`).
-fn mask(seq: usize, window: Option<usize>) -> Result<Tensor> {
-    let values: Vec<f32> = (0..seq)
-        .flat_map(|query| {
-            (0..seq).map(move |key| {
-                let visible = key <= query && window.is_none_or(|w| query - key < w);
-                if visible {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Ok(Tensor::from_vec(values, (seq, seq), &Device::Cpu)?)
-}
-
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::rotary_emb::rope(&x.unsqueeze(0)?, cos, sin)?.squeeze(0)?)
 }
@@ -492,7 +473,6 @@ impl AttentionModel for Llama {
         }
         let mut hidden = self.embed.forward(&ids)?;
         let (cos, sin) = self.rotary(seq)?;
-        let mut masks: HashMap<Option<usize>, Tensor> = HashMap::new();
         let (heads, kv_heads) = (self.info.heads, self.info.kv_heads);
         let scale = 1.0 / (self.info.head_dim as f64).sqrt();
         let last = sink.last_layer().unwrap_or(usize::MAX);
@@ -501,17 +481,8 @@ impl AttentionModel for Llama {
             let q = rope(&split_heads(&layer.q.forward(&normed)?, heads)?, &cos, &sin)?;
             let k = rope(&split_heads(&layer.k.forward(&normed)?, kv_heads)?, &cos, &sin)?;
             let v = split_heads(&layer.v.forward(&normed)?, kv_heads)?;
-            // A window as long as the input hides nothing: share the plain causal mask.
-            let window = layer.window.filter(|&w| w < seq);
-            let mask = match masks.get(&window) {
-                Some(mask) => mask.clone(),
-                None => {
-                    let mask = mask(seq, window)?;
-                    masks.insert(window, mask.clone());
-                    mask
-                }
-            };
-            let z = attend(index, &q, &k, &v, Some(&mask), scale, sink)?;
+            let mask = Mask::Causal { window: layer.window };
+            let z = attend(index, &q, &k, &v, mask, scale, sink)?;
             if sink.wants(HookPoint::new(index, HookKind::Result)) {
                 record_result(index, &z, &layer.o.weight()?, sink)?;
             }
@@ -569,9 +540,8 @@ mod tests {
 
     #[test]
     fn window_mask_keeps_the_last_w_keys() {
-        let values: Vec<Vec<f32>> = mask(4, Some(2)).unwrap().to_vec2().unwrap();
-        let visible: Vec<Vec<bool>> = values.iter().map(|row| row.iter().map(|v| *v == 0.0).collect()).collect();
-        assert_eq!(visible[3], vec![false, false, true, true]);
-        assert_eq!(visible[0], vec![true, false, false, false]);
+        let mask = Mask::Causal { window: Some(2) };
+        assert_eq!(mask.visible(3, 4), 2..4);
+        assert_eq!(mask.visible(0, 4), 0..1);
     }
 }

@@ -8,6 +8,7 @@ pub mod gguf;
 mod gguf_tokenizer;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod kernels;
 pub mod llama;
 pub mod rotary;
 mod weights;
