@@ -26,14 +26,20 @@ pub struct Session {
 
 /// Resolve `--model`, load it, and say on stderr where it came from.
 pub fn open_model(args: &ModelArgs, ui: &Ui) -> Result<Session> {
+    let files = find_model(args, ui)?;
+    let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
+    Ok(Session { files, loaded })
+}
+
+/// Where the model's files are (downloading them if need be), said on stderr unless quiet.
+pub fn find_model(args: &ModelArgs, ui: &Ui) -> Result<ModelFiles> {
     let mut env = HubEnv::from_env()?;
     env.progress = ui.progress();
     let files = source::resolve(&args.model, &args.revision, &env)?;
     if !ui.quiet {
         eprintln!("attnmap: {}", files.describe());
     }
-    let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
-    Ok(Session { files, loaded })
+    Ok(files)
 }
 
 /// The text (and pair) the user gave: argument, '-' for stdin, or --file. Read before

@@ -60,6 +60,25 @@ impl Config {
 }
 
 impl Architecture for Config {
+    fn info(&self) -> ArchInfo {
+        let (hidden, heads) = (self.hidden_size, self.num_attention_heads);
+        let prefix = match self.variant {
+            Variant::Bert => "bert",
+            Variant::Roberta => "roberta",
+        };
+        ArchInfo {
+            family: prefix,
+            layers: self.num_hidden_layers,
+            heads,
+            kv_heads: heads,
+            head_dim: hidden / heads,
+            hidden,
+            max_positions: self.max_tokens(),
+            vocab_size: self.vocab_size,
+            causal: false,
+        }
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         check_geometry(self.hidden_size, self.num_attention_heads, self.num_hidden_layers)?;
         if let Some(kind) = self.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
@@ -194,19 +213,8 @@ impl Bert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let heads = config.num_attention_heads;
         Ok(Self {
-            info: ArchInfo {
-                family: prefix,
-                layers: config.num_hidden_layers,
-                heads,
-                kv_heads: heads,
-                head_dim: hidden / heads,
-                hidden,
-                max_positions: config.max_tokens(),
-                vocab_size: config.vocab_size,
-                causal: false,
-            },
+            info: Architecture::info(config),
             variant: config.variant,
             pad_token_id: config.pad_token_id.unwrap_or_default(),
             act: config.hidden_act,

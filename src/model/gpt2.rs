@@ -82,6 +82,22 @@ fn yes() -> bool {
 }
 
 impl Architecture for Config {
+    fn info(&self) -> ArchInfo {
+        let (hidden, heads) = (self.n_embd, self.n_head);
+        let head_dim = hidden / heads;
+        ArchInfo {
+            family: "gpt2",
+            layers: self.n_layer,
+            heads,
+            kv_heads: heads,
+            head_dim,
+            hidden,
+            max_positions: self.n_positions,
+            vocab_size: self.vocab_size,
+            causal: true,
+        }
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         check_geometry(self.n_embd, self.n_head, self.n_layer)
     }
@@ -151,17 +167,7 @@ impl Gpt2 {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            info: ArchInfo {
-                family: "gpt2",
-                layers: config.n_layer,
-                heads,
-                kv_heads: heads,
-                head_dim,
-                hidden,
-                max_positions: config.n_positions,
-                vocab_size: config.vocab_size,
-                causal: true,
-            },
+            info: Architecture::info(config),
             act: config.activation_function,
             wte: candle_nn::embedding(config.vocab_size, hidden, vb.pp("wte"))?,
             wpe: candle_nn::embedding(config.n_positions, hidden, vb.pp("wpe"))?,

@@ -102,6 +102,21 @@ impl Config {
 }
 
 impl Architecture for Config {
+    fn info(&self) -> ArchInfo {
+        let (hidden, heads) = (self.hidden_size, self.num_attention_heads);
+        ArchInfo {
+            family: "gpt_neox",
+            layers: self.num_hidden_layers,
+            heads,
+            kv_heads: heads,
+            head_dim: self.head_dim(),
+            hidden,
+            max_positions: self.max_position_embeddings,
+            vocab_size: self.vocab_size,
+            causal: true,
+        }
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         check_geometry(self.hidden_size, self.num_attention_heads, self.num_hidden_layers)?;
         if let Some(kind) = self.rope().and_then(|r| r.rope_type.as_deref()).filter(|k| *k != "default") {
@@ -173,19 +188,8 @@ impl GptNeox {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let heads = config.num_attention_heads;
         Ok(Self {
-            info: ArchInfo {
-                family: "gpt_neox",
-                layers: config.num_hidden_layers,
-                heads,
-                kv_heads: heads,
-                head_dim: config.head_dim(),
-                hidden,
-                max_positions: config.max_position_embeddings,
-                vocab_size: config.vocab_size,
-                causal: true,
-            },
+            info: Architecture::info(config),
             act: config.hidden_act,
             parallel_residual: config.use_parallel_residual,
             rotary_dims: config.rotary_dims(),
