@@ -28,7 +28,8 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     check_layer(&info, layer)?;
     check_head(&info, head)?;
     let input = encode(&session, &text)?;
-    let run = Capture::run(session.loaded.model.as_ref(), &input, Some(vec![layer]), &[])?;
+    // Only this head's map is kept: long inputs then need memory for one map, not every head's.
+    let run = Capture::run_heads(session.loaded.model.as_ref(), &input, Some(vec![layer]), Some(vec![head]), &[])?;
     let capture = run.capture;
     let name = model_name(&session.files);
     let bytes = match format {

@@ -127,3 +127,95 @@ fn repeat_kv(x: &Tensor, times: usize) -> candle_core::Result<Tensor> {
     let (kv_heads, seq, d) = x.dims3()?;
     x.unsqueeze(1)?.expand((kv_heads, times, seq, d))?.reshape((kv_heads * times, seq, d))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::{ActivationCache, HookFilter};
+    use candle_core::Device;
+
+    /// Fixed pseudo-random values (a hash, no RNG crate), roughly in [-2, 2].
+    fn values(shape: (usize, usize, usize), seed: u64) -> Tensor {
+        let n = shape.0 * shape.1 * shape.2;
+        let v: Vec<f32> = (0..n as u64).map(|i| (((i + 1) * 2654435761 + seed * 40503) % 1_000_003) as f32 / 250_000.0 - 2.0).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn run(mask: Mask, rows: usize, heads: Option<Vec<usize>>) -> (Vec<f32>, Vec<f32>) {
+        let (q, k, v) = (values((4, 37, 8), 1), values((2, 37, 8), 2), values((2, 37, 8), 3));
+        let mut cache = ActivationCache::new(HookFilter::all_patterns()).with_pattern_heads(heads);
+        let z = attend_in_blocks(0, &q, &k, &v, mask, 0.35, &mut cache, rows).unwrap();
+        let pattern = cache.take(HookPoint::new(0, HookKind::Pattern)).unwrap();
+        (pattern.flatten_all().unwrap().to_vec1().unwrap(), z.flatten_all().unwrap().to_vec1().unwrap())
+    }
+
+    const MASKS: [Mask; 3] = [Mask::None, Mask::Causal { window: None }, Mask::Causal { window: Some(5) }];
+
+    /// Query blocks change how much is held at once, not a single bit of the maps or of z.
+    #[test]
+    fn blocks_equal_one_block_bit_for_bit() {
+        for mask in MASKS {
+            let (pattern, z) = run(mask, 37, None);
+            for rows in [1, 5, 36] {
+                let (blocked_pattern, blocked_z) = run(mask, rows, None);
+                assert!(pattern == blocked_pattern, "{mask:?}, blocks of {rows}: patterns differ");
+                assert!(z == blocked_z, "{mask:?}, blocks of {rows}: z differs");
+            }
+            // Keeping one head keeps exactly that head's map, blocked or not.
+            let per_head = 37 * 37;
+            for rows in [37, 5] {
+                let (head, _) = run(mask, rows, Some(vec![2]));
+                assert!(head == pattern[2 * per_head..3 * per_head], "{mask:?}, blocks of {rows}: head 2 differs");
+            }
+        }
+    }
+
+    /// The fused op against the unfused arithmetic it replaces (candle's scale, additive
+    /// -inf mask and softmax_last_dim): the same up to float rounding, exactly 0 where masked.
+    #[test]
+    fn fused_softmax_matches_the_unfused_arithmetic() {
+        let scores = values((3, 37, 37), 9);
+        for mask in MASKS {
+            let additive: Vec<f32> =
+                (0..37).flat_map(|q| (0..37).map(move |k| if mask.visible(q, 37).contains(&k) { 0.0 } else { f32::NEG_INFINITY })).collect();
+            let additive = Tensor::from_vec(additive, (37, 37), &Device::Cpu).unwrap();
+            let reference = candle_nn::ops::softmax_last_dim(&(&scores * 0.35).unwrap().broadcast_add(&additive).unwrap()).unwrap();
+            let reference: Vec<f32> = reference.flatten_all().unwrap().to_vec1().unwrap();
+            let fused: Vec<f32> = crate::model::kernels::masked_softmax(&scores, 0.35, mask, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for (a, b) in fused.iter().zip(&reference) {
+                // A few ulp of weights below 1: exp within 2 ulp, a sum in another order.
+                assert!((a - b).abs() <= 4e-7, "{mask:?}: {a} against {b}");
+                assert_eq!(*a == 0.0, *b == 0.0, "{mask:?}: masked entries must be exactly 0");
+            }
+        }
+    }
+
+    /// The kernels split rows across threads but compute each row alone: any pool size gives the same bits.
+    #[test]
+    fn kernels_are_bit_identical_across_thread_counts() {
+        let scores = values((3, 37, 700), 4);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let p = crate::model::kernels::masked_softmax(&scores, 0.2, Mask::Causal { window: None }, 3).unwrap();
+                let g = crate::model::kernels::gelu_erf(&scores).unwrap();
+                (p.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
+        };
+        let one = on(1);
+        for threads in [2, 3, 8] {
+            assert!(on(threads) == one, "{threads} threads differ from 1");
+        }
+    }
+
+    /// Exact GELU within 2 ulp-ish of candle's f64 evaluation (what the model used before).
+    #[test]
+    fn gelu_matches_candle_gelu_erf() {
+        let x = values((1, 50, 1000), 5);
+        let ours: Vec<f32> = crate::model::kernels::gelu_erf(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let theirs: Vec<f32> = x.gelu_erf().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() <= 4e-7 * b.abs().max(1.0), "{a} against {b}");
+        }
+    }
+}
