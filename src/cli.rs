@@ -58,6 +58,7 @@ pub enum Command {
     /// Compare the maps of two model versions, head by head; exit 1 past a threshold (for CI).
     Diff(DiffArgs),
     /// Describe a model: architecture, layers, heads, max positions, where it was loaded from.
+    /// Reads config.json or the GGUF header only (instant); the weights are checked by show and dump.
     Info(InfoArgs),
 }
 
