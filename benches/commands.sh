@@ -59,7 +59,9 @@ if [ -f "$gguf" ]; then
   long='On 14 March 2019, the small coastal town of Port Ellery opened its first public library in almost 80 years. The building, a converted 1920s warehouse on Harbour Street, cost roughly $2.4 million to renovate, and about 60% of that money came from local donations. Volunteers spent 7 months cataloguing 31,500 books, 1,200 maps and a surprising number of old ship logs. "We didn'"'"'t expect the logs," said Margaret Oyelaran, the head librarian. "Some of them date back'
   "$bin" -q dump "$long" --model "$gguf" --out "$work/probe"
   echo "SmolLM2 text: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq_len"])' "$work/probe/manifest.json") tokens"
+  measure "SmolLM2 GGUF info (header only)" "$bin" -q info --model "$gguf"
   measure "SmolLM2 GGUF show (one head, layer 29)" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png"
   measure "SmolLM2 GGUF dump (270 heads)" "$bin" -q dump "$long" --model "$gguf" --out "$work/out"
   measure "SmolLM2 GGUF show --quantized" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png" --quantized
+  echo "longer inputs (2,048 and 8,192 tokens): benches/gguf.sh"
 fi
