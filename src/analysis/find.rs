@@ -114,6 +114,28 @@ impl Builtin {
     }
 }
 
+/// How many keys query `query` may attend: all `n`, or those up to itself in a causal model.
+pub fn allowed_keys(query: usize, n: usize, causal: bool) -> usize {
+    if causal {
+        query + 1
+    } else {
+        n
+    }
+}
+
+/// The rows of a text that join a built-in relation, with their targets. A row
+/// joins when the relation names some key for it and it may attend a key the
+/// relation does not name (otherwise every trial would equal the observation).
+pub fn builtin_rows(positions: &Positions, causal: bool, relation: Builtin) -> Vec<(usize, Vec<usize>)> {
+    let n = positions.len();
+    (0..n)
+        .filter_map(|query| {
+            let targets = relation.targets(query, positions, causal);
+            (!targets.is_empty() && targets.len() < allowed_keys(query, n, causal)).then_some((query, targets))
+        })
+        .collect()
+}
+
 /// One query of the relation: its weights over the keys it could have been paired
 /// with, for every head, and which of those keys the relation names.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,23 +165,17 @@ impl Problem {
         Problem { heads, items: Vec::new() }
     }
 
-    /// Add the rows of one text for a built-in relation. `maps` is `[heads, n, n]`
-    /// over `positions`. A row joins when the relation names some key for it and
-    /// its pool has a key the relation does not name (otherwise every trial would
-    /// equal the observation). Returns how many rows joined.
+    /// Add the rows of one text for a built-in relation (see [`builtin_rows`]).
+    /// `maps` is `[heads, n, n]` over `positions`. Returns how many rows joined.
     pub fn add_builtin(&mut self, maps: &[f32], positions: &Positions, causal: bool, relation: Builtin) -> usize {
         let n = positions.len();
-        let before = self.items.len();
-        for query in 0..n {
-            let targets = relation.targets(query, positions, causal);
-            let allowed = if causal { query + 1 } else { n };
-            if targets.is_empty() || targets.len() >= allowed {
-                continue;
-            }
-            let pool: Vec<Vec<usize>> = (0..allowed).map(|key| vec![key]).collect();
-            self.items.push(self.item(maps, n, &[query], &pool, targets));
+        let rows = builtin_rows(positions, causal, relation);
+        for (query, targets) in &rows {
+            let pool: Vec<Vec<usize>> = (0..allowed_keys(*query, n, causal)).map(|key| vec![key]).collect();
+            let item = self.item(maps, n, &[*query], &pool, targets.clone());
+            self.items.push(item);
         }
-        self.items.len() - before
+        rows.len()
     }
 
     /// Add one word pair: the weight from the `from` tokens (mean over their rows)
