@@ -260,6 +260,23 @@ impl Problem {
     }
 }
 
+/// The keys a word pair's target is drawn from: the `to` tokens first, then
+/// every other non-special word that does not overlap `from` (and, in a causal
+/// model, lies wholly before `from`'s first token).
+pub fn pair_candidates(words: &[crate::analysis::words::Word], from: &[usize], to: &[usize], causal: bool) -> Vec<Vec<usize>> {
+    let first_from = from.iter().copied().min().unwrap_or(0);
+    let mut candidates = vec![to.to_vec()];
+    for word in words.iter().filter(|w| !w.special) {
+        let tokens: Vec<usize> = word.tokens.clone().collect();
+        let overlaps_from = tokens.iter().any(|t| from.contains(t));
+        let after = causal && tokens.iter().any(|&t| t > first_from);
+        if !overlaps_from && !after && tokens != to {
+            candidates.push(tokens);
+        }
+    }
+    candidates
+}
+
 /// One-sided Monte Carlo p-value: (1 + #{null >= observed}) / (K + 1).
 pub fn p_value(observed: f64, null: impl IntoIterator<Item = f64>) -> f64 {
     let (mut at_least, mut trials) = (0usize, 0usize);

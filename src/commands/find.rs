@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::find::{builtin_rows, results, threshold_count, Builtin, Problem, Rng};
+use crate::analysis::find::{builtin_rows, pair_candidates, results, threshold_count, Builtin, Problem, Rng};
 use crate::analysis::words::Word;
 use crate::capture::Capture;
 use crate::cli::{FindArgs, NullArg};
@@ -246,9 +246,7 @@ fn read_pairs_file(path: &Path) -> Result<Vec<Probe>> {
     Ok(probes)
 }
 
-/// The `from` tokens of a pair and the candidates its target is drawn from:
-/// the `to` tokens first, then every other non-special word that does not
-/// overlap `from` (and, for causal models, ends before `from` starts).
+/// The `from` tokens of a pair and the candidates its target is drawn from (see `pair_candidates`).
 fn resolve_pair(path: &Path, line: usize, spec: &PairSpec, input: &Encoded, words: &[Word], causal: bool) -> Result<(Vec<usize>, Vec<Vec<usize>>)> {
     let at = |what: &str, reference: &WordRef, message: &str| Error::Input(format!("{} line {line}: {what} {}: {message}", path.display(), reference.describe()));
     let tokens_of = |what: &str, reference: &WordRef| -> Result<Vec<usize>> {
@@ -261,7 +259,8 @@ fn resolve_pair(path: &Path, line: usize, spec: &PairSpec, input: &Encoded, word
                     },
                     _ => (name.as_str(), 1),
                 };
-                let found: Vec<&Word> = words.iter().filter(|w| !w.special && w.label == word).collect();
+                // SentencePiece and byte-level words carry their leading space in their span.
+                let found: Vec<&Word> = words.iter().filter(|w| !w.special && w.label.trim() == word).collect();
                 match found.get(nth - 1) {
                     Some(w) => Ok(w.tokens.clone().collect()),
                     None if found.is_empty() => Err(at(what, reference, "no word of the text reads so (words are split as the tokenizer splits them; give a [start, end] character span instead)")),
@@ -285,15 +284,7 @@ fn resolve_pair(path: &Path, line: usize, spec: &PairSpec, input: &Encoded, word
     if causal && to.iter().any(|&t| t > first_from) {
         return Err(at("to", &spec.to, &format!("comes after \"from\" {}, and a causal model cannot attend to later tokens", spec.from.describe())));
     }
-    let mut candidates = vec![to.clone()];
-    for word in words.iter().filter(|w| !w.special) {
-        let tokens: Vec<usize> = word.tokens.clone().collect();
-        let overlaps_from = tokens.iter().any(|t| from.contains(t));
-        let after = causal && tokens.iter().any(|&t| t > first_from);
-        if !overlaps_from && !after && tokens != to {
-            candidates.push(tokens);
-        }
-    }
+    let candidates = pair_candidates(words, &from, &to, causal);
     Ok((from, candidates))
 }
 
