@@ -136,6 +136,17 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
         NullArg::Keys => problem.keys_null(args.trials, args.seed),
         NullArg::Shuffle => shuffle_null(&session, &token_relations, args.shuffles, args.seed, total_heads, ui)?,
     };
+    let smallest_p = 1.0 / (null.len() + 1) as f64;
+    if !ui.quiet && smallest_p > args.alpha / total_heads as f64 {
+        // BH lets the best head pass alone only when its p is <= alpha / heads.
+        let needed = (total_heads as f64 / args.alpha).ceil() as usize;
+        eprintln!(
+            "attnmap: note: with {} trials the smallest p is {smallest_p:.2e}, above alpha / heads = {:.2e}: a head passes only together with others; {needed} {} let one pass alone",
+            null.len(),
+            args.alpha / total_heads as f64,
+            if args.null == NullArg::Keys { "trials (--trials)" } else { "shuffles (--shuffles)" }
+        );
+    }
     let heads = results(&observed, &null, info.heads, args.alpha);
     let report = FindReport {
         pattern: pattern_name(&relation),
