@@ -264,3 +264,26 @@ fn bad_input_is_one_line_naming_what_and_where() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn induction_on_repeated_random_tokens_and_the_shuffle_null_run() {
+    let llama = fixtures().join("tiny-llama");
+    let output = attnmap(&["-q", "find", "induction", "--repeat-random", "8", "--model", llama.to_str().unwrap(), "--json", "--seed", "5"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["texts"], 20);
+    // Every token of the second half has an earlier copy (a repeat inside the random half adds more).
+    assert!(report["queries"].as_u64().unwrap() >= 20 * 7, "{}", report["queries"]);
+    let text = "The old fisherman mended his nets while the gulls circled over the harbour.";
+    let output = attnmap(&["-q", "find", "previous-token", text, "--model", minilm_dir().to_str().unwrap(), "--null", "shuffle", "--shuffles", "4", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report["null"].as_str(), report["trials"].as_u64()), (Some("shuffle"), Some(4)));
+    // The previous-token head scores ~1 in place; shuffled, the tokens it followed are elsewhere.
+    let l0h2 = &report["heads"][2];
+    assert!(l0h2["score"].as_f64().unwrap() > 0.9 && l0h2["null_mean"].as_f64().unwrap() < 0.5, "{l0h2}");
+    assert!((l0h2["p"].as_f64().unwrap() - 0.2).abs() < 1e-12, "{l0h2}");
+    assert!(report["summary"].as_str().unwrap().contains("(null: 4 shuffles of each text's tokens)"), "{}", report["summary"]);
+    let output = attnmap(&["-q", "find", "previous-token", text, "--words", "--null", "shuffle", "--model", minilm_dir().to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2), "--words with the shuffle null is refused");
+}
