@@ -245,6 +245,13 @@ impl Problem {
         for item in &self.items {
             picks.clear();
             pick(item, &mut picks);
+            if let [slot] = picks[..] {
+                // One target (most relations): its weights are the item's sums as they are.
+                for (total, &w) in totals.iter_mut().zip(&item.weights[slot * heads..(slot + 1) * heads]) {
+                    *total += w as f64;
+                }
+                continue;
+            }
             item_sum.iter_mut().for_each(|v| *v = 0.0);
             for &slot in &picks {
                 for (sum, &w) in item_sum.iter_mut().zip(&item.weights[slot * heads..(slot + 1) * heads]) {
