@@ -353,7 +353,8 @@ earlier copies of the same token), induction (on the token after each earlier co
 --pairs FILE holds JSON lines such as
   {\"text\": \"The trophy did not fit in the case because it was too big.\",
    \"pairs\": [{\"from\": \"it\", \"to\": \"trophy\"}, {\"from\": [52, 54], \"to\": \"case#1\"}]}
-a word by its text (\"word#2\": its second occurrence) or a [start, end) character span.
+a word by its text (\"word#2\": its second occurrence; words of the pair count too) or a
+[start, end) character span of the text (Unicode characters, as Python indexes a str).
 
 A head's score is its mean weight from -> to. The keys null redraws every target among the
 keys the query could have been paired with (--trials times, same draws for every head), so

@@ -437,6 +437,17 @@ mod tests {
     }
 
     #[test]
+    fn pair_candidates_hold_the_target_and_respect_causality() {
+        let word = |tokens: std::ops::Range<usize>, special: bool| crate::analysis::words::Word { tokens, label: String::new(), special, sequence: Some(0), chars: (0, 0) };
+        // [CLS] w1 w2(2 tokens) w3 w4 [SEP]
+        let words = vec![word(0..1, true), word(1..2, false), word(2..4, false), word(4..5, false), word(5..6, false), word(6..7, true)];
+        // from w3, to w1: the target first, then w2 and w4 (not w3 itself, no specials).
+        assert_eq!(pair_candidates(&words, &[4], &[1], false), vec![vec![1], vec![2, 3], vec![5]]);
+        // Causal: only words wholly before the first `from` token.
+        assert_eq!(pair_candidates(&words, &[4], &[1], true), vec![vec![1], vec![2, 3]]);
+    }
+
+    #[test]
     fn a_perfect_previous_token_head_passes_and_a_uniform_one_does_not() {
         let n = 6;
         let p = positions(n);

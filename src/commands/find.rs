@@ -160,7 +160,8 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
         alpha: args.alpha,
         texts: probes.len(),
         queries: problem.items.len(),
-        level: if args.probe.words && matches!(relation, Relation::Builtin(_)) { "words" } else { "tokens" },
+        // Word pairs are words whatever --words says.
+        level: if args.probe.words || matches!(relation, Relation::Pairs(_)) { "words" } else { "tokens" },
         layers: info.layers,
         heads_per_layer: info.heads,
         heads,
