@@ -352,7 +352,7 @@ Patterns: previous-token, next-token, self, first, special, punct, duplicate-tok
 earlier copies of the same token), induction (on the token after each earlier copy).
 --pairs FILE holds JSON lines such as
   {\"text\": \"The trophy did not fit in the case because it was too big.\",
-   \"pairs\": [{\"from\": \"it\", \"to\": \"trophy\"}, {\"from\": [52, 54], \"to\": \"case#1\"}]}
+   \"pairs\": [{\"from\": \"it\", \"to\": \"trophy\"}, {\"from\": [43, 45], \"to\": \"case#1\"}]}
 a word by its text (\"word#2\": its second occurrence; words of the pair count too) or a
 [start, end) character span of the text (Unicode characters, as Python indexes a str).
 
