@@ -123,6 +123,11 @@ impl StagedDir {
 
     /// Move the finished folder into place; an old folder is removed only after the new one is there.
     pub fn publish(self) -> Result<()> {
+        // For the tests only: hold the finished staging folder this many milliseconds, so a
+        // test can interrupt a run at its most delicate moment for certain, not by luck.
+        if let Some(ms) = std::env::var("ATTNMAP_TEST_PAUSE_BEFORE_PUBLISH_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let staging_path = self.staging.path().to_path_buf();
         let result = publish(self.staging, &self.target);
         track(&staging_path, false);

@@ -200,6 +200,7 @@ mod tests {
         assert!(report.passed(), "{report:?}");
         assert_eq!(report.top[0].head(), 0, "head 0 has the larger mean");
         assert_eq!((report.worst_case.head, report.worst_case.text_index, report.worst_case.text_value), (1, 2, 0.2));
+        assert!((report.worst_case.value - 0.05).abs() < 1e-12, "the worst head's own mean");
         // Below the largest mean, mean judging fails and names head 0 with its mean and its worst text.
         let stricter = Rules { threshold: 0.07, ..rules };
         let report = DiffReport::build("old".into(), "new".into(), &probe_set(), 1, 2, stricter);
@@ -296,7 +297,8 @@ pub struct DiffReport {
     pub exceeding: usize,
     /// The heads that exceed it, most-changed first, each with the text it moved most on.
     pub failing: Vec<Failure>,
-    /// The single (text, head) where the metric is largest, whatever the verdict.
+    /// The single (text, head) where the metric is largest, whatever the verdict (`value` is
+    /// that head's judged value, `text_value` the largest).
     pub worst_case: Failure,
     pub old: String,
     pub new: String,
@@ -417,7 +419,7 @@ impl DiffReport {
             aggregate: rules.aggregate,
             threshold,
             exceeding: failing.len(),
-            worst_case: failure(&worst_head, worst_head.worst),
+            worst_case: failure(&worst_head, worst_head.judged),
             failing,
             old,
             new,

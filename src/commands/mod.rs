@@ -26,6 +26,13 @@ pub struct Session {
 
 /// Resolve `--model`, load it, and say on stderr where it came from.
 pub fn open_model(args: &ModelArgs, ui: &Ui) -> Result<Session> {
+    // A local folder or file has no revisions: --revision would silently do nothing.
+    if args.revision != "main" && Path::new(&args.model).exists() {
+        return Err(Error::Usage(format!(
+            "--revision {} applies to Hub models; {} is a local path, which has no revisions (check out the version you want there, or leave --revision out)",
+            args.revision, args.model
+        )));
+    }
     let mut env = HubEnv::from_env()?;
     env.progress = ui.progress();
     let files = source::resolve(&args.model, &args.revision, &env)?;

@@ -8,5 +8,6 @@ mod cli;
 mod diff;
 mod faithfulness;
 mod helpers;
+mod hooks;
 mod render;
 mod source;
