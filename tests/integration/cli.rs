@@ -30,6 +30,14 @@ fn show_writes_png_npy_and_json_of_one_head() {
     assert_eq!(json["layer"], 5);
     let first_row: Vec<f32> = json["attention"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(first_row, values[..10].to_vec(), "json and npy carry the same numbers");
+    // And they are layer 5, head 3 of the capture, not another head (the library's own run).
+    let loaded = crate::helpers::loaded(&minilm_dir());
+    let input = loaded.tokenizer.encode("The WhirlyGigs arrived broken", None).unwrap();
+    let capture = attnmap::Capture::run(loaded.model.as_ref(), &input, None, &[]).unwrap().capture;
+    assert_eq!(values, capture.head(5, 3).unwrap(), "-o map.npy holds layer 5, head 3");
+    for (layer, head) in [(3, 5), (5, 2), (4, 3)] {
+        assert_ne!(values, capture.head(layer, head).unwrap(), "layer {layer}, head {head} must differ for this check to mean anything");
+    }
 }
 
 #[test]
@@ -91,7 +99,17 @@ fn dump_writes_the_documented_layout() {
     assert_eq!(manifest["text"], "The WhirlyGigs arrived broken");
     let (shape, values) = read_npy_f32(&std::fs::read(out.join("attention.npy")).unwrap()).unwrap();
     assert_eq!(shape, vec![6, 12, 10, 10]);
-    assert_eq!(values.len(), 7200);
+    // [layer, head, query, key] in C order: the library's capture, cell for cell.
+    let loaded = crate::helpers::loaded(&minilm_dir());
+    let input = loaded.tokenizer.encode("The WhirlyGigs arrived broken", None).unwrap();
+    let capture = attnmap::Capture::run(loaded.model.as_ref(), &input, None, &[]).unwrap().capture;
+    assert_eq!(values, capture.dense().unwrap());
+    assert_eq!(manifest["tokens"], serde_json::json!(input.tokens));
+    assert_eq!(manifest["ids"], serde_json::json!(input.ids));
+    // heads/L05_H03.png is layer 5, head 3: the same picture `show --layer 5 --head 3` draws.
+    let show = attnmap(&["The WhirlyGigs arrived broken", "--layer", "5", "--head", "3", "--model", &model, "-o", "-"], &[]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    assert!(std::fs::read(out.join("heads/L05_H03.png")).unwrap() == show.stdout, "heads/L05_H03.png is not layer 5, head 3");
     for layer in 0..6 {
         for head in 0..12 {
             assert!(out.join(format!("heads/L{layer:02}_H{head:02}.png")).is_file());
@@ -401,4 +419,41 @@ fn style_flags_change_the_picture() {
     let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", &model, "--colormap", "rainbow"], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("viridis"), "the error lists the choices: {}", stderr(&output));
+}
+
+/// `dump --scale fixed` colours grid.png on 0..1, as it does heads/*.png: the grid equals
+/// the library's grid of the dump's own maps with every tile on 0..1, and differs from auto.
+#[test]
+fn dump_grid_follows_scale() {
+    use attnmap::render::{grid_png, Colormap, GridOptions, Mask, Scale};
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_arg(&tiny_bert_dir());
+    let dump = |name: &str, scale: &str| {
+        let out = dir.path().join(name);
+        let output = attnmap(&["-q", "dump", "the cat sat on the mat", "--model", &model, "--out", out.to_str().unwrap(), "--scale", scale], &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        out
+    };
+    let (fixed, auto) = (dump("fixed", "fixed"), dump("auto", "auto"));
+    let (shape, values) = read_npy_f32(&std::fs::read(fixed.join("attention.npy")).unwrap()).unwrap();
+    let title = format!("tiny-bert · every head · {} tokens", shape[2]);
+    let expected = grid_png(
+        &values,
+        shape[0],
+        shape[1],
+        shape[2],
+        &GridOptions {
+            title: &title,
+            colormap: Colormap::Viridis,
+            scale_per_head: false,
+            fixed_scale: Some(Scale::Range { min: 0.0, max: 1.0 }),
+            mask: Mask::None,
+            ..GridOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(std::fs::read(fixed.join("grid.png")).unwrap() == expected, "grid.png is not drawn on 0..1");
+    assert!(std::fs::read(auto.join("grid.png")).unwrap() != expected);
+    // The head pictures follow --scale too.
+    assert!(std::fs::read(fixed.join("heads/L00_H00.png")).unwrap() != std::fs::read(auto.join("heads/L00_H00.png")).unwrap());
 }

@@ -89,8 +89,14 @@ fn markdown_table_and_pictures() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("## attnmap diff: FAIL"), "{text}");
     assert!(text.contains("| layer | head | mean_abs | max_abs | jsd |"));
-    let pictures: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(pictures.iter().filter(|p| p.starts_with('L')).count(), 3, "{pictures:?}");
+    let mut pictures: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    pictures.retain(|p| p.starts_with('L'));
+    pictures.sort();
+    // The three pictures are the report's top three heads.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let mut top: Vec<String> = report["top"].as_array().unwrap().iter().map(|h| format!("L{:02}_H{:02}.png", h["layer"].as_u64().unwrap(), h["head"].as_u64().unwrap())).collect();
+    top.sort();
+    assert_eq!(pictures, top);
     for file in ["grid.png", "report.md", "report.json"] {
         assert!(out.join(file).is_file(), "{file}");
     }
