@@ -241,7 +241,8 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = MetricArg::Jsd)]
     pub metric: MetricArg,
 
-    /// Fail (exit 1) when any head's metric is above this. The default 0 fails on any change, like diff(1).
+    /// Fail (exit 1) when any head's metric on any one text is above this (see --aggregate).
+    /// The default 0 fails on any change, like diff(1).
     #[arg(long, value_name = "X", default_value_t = 0.0)]
     pub fail_above: f64,
 
