@@ -40,7 +40,6 @@ struct Probe {
 
 /// One head's maps on the text it changed most on so far: what `--out` draws.
 struct DrawnHead {
-    value: f64,
     seq: usize,
     causal: bool,
     labels: Rc<Vec<String>>,
@@ -49,17 +48,32 @@ struct DrawnHead {
 }
 
 /// Compares probes one at a time, keeping per-text metrics and, when pictures are
-/// wanted, only each head's maps on its most-changed text so far: a long probe set
-/// then costs what its longest text does, not every text's maps for both models.
+/// wanted, only the maps `--out` can draw: each head's maps on the text it changed
+/// most on, and under `--aggregate worst` only for the `--top` heads so far. A long
+/// probe set then costs what its longest text does, not every text's maps for both models.
 struct Comparison {
     metric: Metric,
-    keep_maps: bool,
+    /// How many heads' maps to keep under `--aggregate worst`; `None` keeps every head's
+    /// (no pictures: `Some(0)`; `--aggregate mean`: the ranking is known only at the end).
+    keep: Option<usize>,
     shape: Option<(usize, usize)>,
     compared: Vec<ComparedText>,
+    /// Per head: the largest metric so far (the first text on ties) ...
+    worst: Vec<f64>,
+    /// ... and its maps on that text, while the head may still be drawn.
     drawn: Vec<Option<DrawnHead>>,
 }
 
 impl Comparison {
+    fn new(metric: Metric, aggregate: Aggregate, pictures: Option<usize>) -> Self {
+        let keep = match (pictures, aggregate) {
+            (None, _) => Some(0),
+            (Some(top), Aggregate::Worst) => Some(top),
+            (Some(_), Aggregate::Mean) => None,
+        };
+        Comparison { metric, keep, shape: None, compared: Vec::new(), worst: Vec::new(), drawn: Vec::new() }
+    }
+
     fn add(&mut self, index: usize, count: usize, probe: Probe) -> Result<()> {
         check_comparable(index, count, &probe)?;
         let Probe { text, pair, old, new } = probe;
@@ -73,24 +87,34 @@ impl Comparison {
         }
         self.shape = Some((old.layers, old.heads));
         let heads = compare(&old.values, &new.values, old.layers, old.heads, old.seq);
-        if self.keep_maps {
-            self.drawn.resize_with(heads.len(), || None);
-            let labels = Rc::new(old.labels.clone());
-            let cells = old.seq * old.seq;
-            for (slot, (position, head)) in self.drawn.iter_mut().zip(heads.iter().enumerate()) {
-                let value = self.metric.of(head);
-                // Strictly larger: on ties the first text is drawn.
-                if slot.as_ref().is_none_or(|kept| value > kept.value) {
-                    let range = position * cells..(position + 1) * cells;
-                    *slot = Some(DrawnHead {
-                        value,
-                        seq: old.seq,
-                        causal: old.causal,
-                        labels: Rc::clone(&labels),
-                        old: old.values[range.clone()].to_vec(),
-                        new: new.values[range].to_vec(),
-                    });
-                }
+        self.worst.resize(heads.len(), f64::NEG_INFINITY);
+        self.drawn.resize_with(heads.len(), || None);
+        let labels = Rc::new(old.labels.clone());
+        let cells = old.seq * old.seq;
+        for (position, head) in heads.iter().enumerate() {
+            let value = self.metric.of(head);
+            // Strictly larger: on ties the first text is drawn, as the report names it.
+            if value > self.worst[position] {
+                self.worst[position] = value;
+                let range = position * cells..(position + 1) * cells;
+                self.drawn[position] = (self.keep != Some(0)).then(|| DrawnHead {
+                    seq: old.seq,
+                    causal: old.causal,
+                    labels: Rc::clone(&labels),
+                    old: old.values[range.clone()].to_vec(),
+                    new: new.values[range].to_vec(),
+                });
+            }
+        }
+        // Under --aggregate worst the top heads are those with the largest worst so far
+        // (ties by layer, head, as the report ranks them). A head's worst never falls, so a
+        // head dropped here can only come back with a larger value on a later text, whose
+        // maps are at hand then.
+        if let Some(keep) = self.keep.filter(|&keep| keep > 0) {
+            let mut order: Vec<usize> = (0..self.worst.len()).collect();
+            order.sort_by(|&a, &b| self.worst[b].total_cmp(&self.worst[a]).then(a.cmp(&b)));
+            for &position in &order[keep.min(order.len())..] {
+                self.drawn[position] = None;
             }
         }
         self.compared.push(ComparedText { text, pair, tokens: old.seq, heads });
@@ -117,11 +141,11 @@ pub fn run(args: &DiffArgs, ui: &Ui) -> Result<bool> {
         Some(dir) => Some(check_target_dir(dir, args.force)?),
         None => None,
     };
-    let mut comparison = Comparison { metric, keep_maps: args.out.is_some(), shape: None, compared: Vec::new(), drawn: Vec::new() };
+    let mut comparison = Comparison::new(metric, aggregate, args.out.as_ref().map(|_| args.top));
+    // check_flags has refused --against without --model.
     let (old_label, new_label) = match (&args.against, &args.model) {
         (Some(against), Some(model)) => from_models(args, model, against, ui, &mut comparison)?,
-        (Some(_), None) => unreachable!("checked by check_flags"),
-        (None, _) => from_dumps(args, &mut comparison)?,
+        _ => from_dumps(args, &mut comparison)?,
     };
     let (layers, heads) = comparison.shape.unwrap_or((0, 0));
     let rules = Rules { metric, aggregate, threshold: args.fail_above, top: args.top };
@@ -340,7 +364,7 @@ fn write_pictures(dir: &Path, parent: &Path, report: &DiffReport, comparison: &C
             &CompareOptions {
                 title_old: &title("old"),
                 title_new: &title("new"),
-                title_diff: &format!("new - old · {} {:.4}{text_note}", metric.name(), maps.value),
+                title_diff: &format!("new - old · {} {:.4}{text_note}", metric.name(), head.worst),
                 labels: &maps.labels,
                 colormap,
                 mask: if maps.causal { Mask::Causal } else { Mask::None },

@@ -231,6 +231,21 @@ fn the_worst_text_fails_the_gate_and_is_named() {
     let markdown = probe_set_report(&["--fail-above", "0.15", "--markdown", "--aggregate", "mean"]);
     let text = String::from_utf8_lossy(&markdown.stdout);
     assert!(text.starts_with("## attnmap diff: PASS") && text.contains("| aggregate | `mean`") && text.contains(&format!("largest jsd {worst:.6} on text {}", worst_text + 1)), "{text}");
+
+    // --out draws exactly the top heads of either ranking, though only their maps were kept.
+    for aggregate in ["worst", "mean"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("report");
+        let output = probe_set_report(&["--fail-above", "0.15", "--aggregate", aggregate, "--top", "4", "--out", out.to_str().unwrap()]);
+        assert!(matches!(output.status.code(), Some(0 | 1)), "{}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        assert_eq!(report["aggregate"], aggregate);
+        let mut top: Vec<String> = report["top"].as_array().unwrap().iter().map(|h| format!("L{:02}_H{:02}.png", h["layer"].as_u64().unwrap(), h["head"].as_u64().unwrap())).collect();
+        let mut pictures: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|f| f.starts_with('L')).collect();
+        top.sort();
+        pictures.sort();
+        assert_eq!(pictures, top, "--aggregate {aggregate}");
+    }
 }
 
 /// Copy the fixture dump `old` to a temp folder and let `spoil` change its manifest or maps.
