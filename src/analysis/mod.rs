@@ -4,3 +4,5 @@
 pub mod diff;
 pub mod words;
 pub mod patterns;
+pub mod find;
+pub mod stats;

@@ -15,7 +15,7 @@ use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, St
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 
 use super::dump::LAYOUT_VERSION;
-use super::{open_model, read_input, read_probe_file, Session};
+use super::{check_picture_flags, open_model, read_input, read_probe_file, Session};
 
 /// One side's maps of one text.
 struct SideMaps {
@@ -177,17 +177,7 @@ fn check_flags(args: &DiffArgs) -> Result<()> {
             return Err(Error::Usage("--against-revision applies to --against NEW; a dump folder records its own revision".into()));
         }
     }
-    if args.out.is_none() {
-        let style = [
-            (args.style.colormap != "viridis", "--colormap"),
-            (args.style.scale != ScaleArg::Auto, "--scale"),
-            (args.force, "--force"),
-        ];
-        if let Some((_, flag)) = style.iter().find(|(given, _)| *given) {
-            return Err(Error::Usage(format!("{flag} applies to the pictures diff draws with --out DIR; add --out DIR, or leave {flag} out")));
-        }
-    }
-    Ok(())
+    check_picture_flags(&args.style, args.out.as_deref(), args.force, true)
 }
 
 /// `attnmap diff OLD_DUMP NEW_DUMP`.

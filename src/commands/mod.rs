@@ -3,6 +3,8 @@
 
 pub mod diff;
 pub mod dump;
+pub mod find;
+pub mod heads;
 pub mod info;
 pub mod show;
 
@@ -22,6 +24,20 @@ use crate::tokenize::Encoded;
 pub struct Session {
     pub files: ModelFiles,
     pub loaded: Loaded,
+}
+
+/// `--colormap`, `--scale` and `--force` act only on the pictures `--out DIR` writes: without
+/// it they are refused, not accepted and ignored. `scale_honoured` is false where a command's
+/// pictures are scaled to their own figures, so `--scale` would do nothing even with --out.
+pub fn check_picture_flags(style: &StyleArgs, out: Option<&Path>, force: bool, scale_honoured: bool) -> Result<()> {
+    let given = [(style.colormap != "viridis", "--colormap"), (style.scale != ScaleArg::Auto, "--scale"), (force, "--force")];
+    if let Some((_, flag)) = given.iter().find(|(given, _)| *given).filter(|_| out.is_none()) {
+        return Err(Error::Usage(format!("{flag} applies to the pictures written with --out DIR; add --out DIR, or leave {flag} out")));
+    }
+    if !scale_honoured && style.scale != ScaleArg::Auto {
+        return Err(Error::Usage("--scale does not apply here: these pictures are coloured over their figures' own range; leave --scale out".into()));
+    }
+    Ok(())
 }
 
 /// Resolve `--model`, load it, and say on stderr where it came from.

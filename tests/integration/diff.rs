@@ -328,6 +328,21 @@ fn flags_that_would_be_ignored_are_refused() {
     // Colours only exist in pictures: show refuses them for .npy and .json.
     let output = attnmap(&["the cat", "-l", "0", "-H", "0", "--model", tiny_bert_dir().to_str().unwrap(), "-o", "-", "--format", "npy", "--scale", "fixed"], &[]);
     assert_clean_failure(&output, "--scale applies to PNG pictures");
+    // heads and find colour their pictures over their figures' own range, and each null has its own count.
+    let model = tiny_bert_dir();
+    let model = model.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("pictures");
+    for (args, needle) in [
+        (vec!["heads", "the cat", "--model", model, "--colormap", "magma"], "--colormap applies to the pictures written with --out DIR"),
+        (vec!["heads", "the cat", "--model", model, "--scale", "fixed", "--out", out.to_str().unwrap()], "--scale does not apply here"),
+        (vec!["find", "self", "the cat", "--model", model, "--force"], "--force applies to the pictures"),
+        (vec!["find", "self", "the cat", "--model", model, "--null", "shuffle", "--trials", "50"], "with --null shuffle, set --shuffles"),
+        (vec!["find", "self", "the cat", "--model", model, "--shuffles", "5"], "add --null shuffle"),
+    ] {
+        assert_clean_failure(&attnmap(&args, &[]), needle);
+    }
+    assert!(!out.exists());
     // With --out the style flags are honoured: fixed draws old and new on 0..1.
     let dir = tempfile::tempdir().unwrap();
     let draw = |name: &str, extra: &[&str]| {
