@@ -1,4 +1,5 @@
-//! The render room: plain attention numbers and token labels in, PNG bytes out.
+//! The render room: plain attention numbers and token labels in, bytes out
+//! (PNG, SVG, JSON, terminal text, a self-contained HTML viewer).
 //!
 //! Nothing here knows about models or tensors: a heatmap is a row-major `&[f32]`
 //! (query tokens down, key tokens across) plus its labels, so every picture can be
@@ -6,6 +7,7 @@
 //! `assets/fonts/`), never a system font, so the same input gives the same bytes
 //! on every machine.
 
+mod base64;
 mod canvas;
 mod colorbar;
 pub mod colormap;
@@ -13,15 +15,20 @@ pub mod compare;
 mod colormap_tables;
 pub mod grid;
 pub mod heatmap;
+pub mod html;
+pub mod json;
 pub mod report;
 mod matrix;
 mod scale;
+mod surface;
+pub mod svg;
+pub mod terminal;
 mod text;
 
 pub use colormap::Colormap;
 pub use compare::{compare_png, CompareOptions};
-pub use grid::{grid_png, GridOptions};
-pub use heatmap::{heatmap_png, HeatmapOptions, Layout, Mask, Scale};
+pub use grid::{grid_png, grid_svg, GridOptions};
+pub use heatmap::{heatmap_png, heatmap_svg, HeatmapOptions, Layout, Mask, Scale};
 
 /// Why a picture could not be drawn. Each message names what the caller gave.
 #[derive(Debug, thiserror::Error)]

@@ -116,6 +116,23 @@ impl Text {
         width
     }
 
+    /// Width of the box [`Text::render`] draws `text` in: its advance, rounded
+    /// up, plus one pixel for the last glyph's antialiased edge.
+    pub fn box_width(&self, text: &str, px: f32) -> u32 {
+        self.measure(text, px).ceil().max(1.0) as u32 + 1
+    }
+
+    /// The font's ascent at line height `px`: where the baseline sits below a line's top.
+    pub fn ascent(&self, px: f32) -> f32 {
+        self.font.as_scaled(PxScale::from(px)).ascent()
+    }
+
+    /// The em size (CSS/SVG `font-size`) whose line height is `px`.
+    pub fn em_px(&self, px: f32) -> f32 {
+        let scaled = self.font.as_scaled(PxScale::from(px));
+        scaled.h_scale_factor() * self.font.units_per_em().unwrap_or(1000.0)
+    }
+
     /// Rasterises an already displayable string (see [`Text::label`]).
     pub fn render(&mut self, text: &str, px: f32) -> TextBitmap {
         let (ascent, placed, width) = {
