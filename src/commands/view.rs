@@ -59,13 +59,22 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
     let layer_pick = parse_indices(layers, layer_count, "--layers", "layer")?;
     let head_pick = parse_indices(heads, head_count, "--heads", "head")?;
 
+    // Refuse an oversized page before reading anything big.
+    check_page_size(dir, seq, std::iter::once(4), &layer_pick, &head_pick, layer_count)?;
+
     // Every view of the dump: the weights, then whatever else the manifest lists.
     let mut sources: Vec<(String, String, Vec<f32>, Vec<usize>)> = Vec::new();
-    let attention = match weights {
-        Some(values) => values.to_vec(),
-        None => read_npy(&dir.join("attention.npy"))?.1,
+    let (shape, attention) = match weights {
+        Some(values) => (vec![layer_count, head_count, seq, seq], values.to_vec()),
+        None => read_npy(&dir.join("attention.npy"))?,
     };
-    sources.push(("weights".into(), "attention weight".into(), attention, vec![layer_count, head_count, seq, seq]));
+    if shape != [layer_count, head_count, seq, seq] {
+        return Err(Error::Input(format!(
+            "{}/attention.npy has shape {shape:?} but its manifest says [{layer_count}, {head_count}, {seq}, {seq}]; write the dump again with `attnmap dump`",
+            dir.display()
+        )));
+    }
+    sources.push(("weights".into(), "attention weight".into(), attention, shape));
     for (name, file) in listed_views(manifest) {
         if name == "weights" || name == "attention" {
             continue;
@@ -77,23 +86,7 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
         }
     }
 
-    let maps: usize = sources
-        .iter()
-        .map(|(_, _, _, shape)| if shape.len() == 4 { layer_pick.len() * head_pick.len() } else { layer_pick.len() })
-        .sum();
-    let needed = html::packed_size(seq, maps);
-    if needed > html::MAX_CODES {
-        let per_map = (seq * seq).max(1);
-        let fit = (html::MAX_CODES / per_map).max(1);
-        return Err(Error::Input(format!(
-            "a viewer of {maps} maps of {seq}x{seq} tokens would hold {:.0} MB (the limit is {:.0} MB, to stay quick in a browser); narrow it to at most {fit} maps, e.g. `attnmap view {} --layers 0-{} --heads 0-{}`",
-            needed as f64 * 4.0 / 3.0 / 1e6,
-            html::MAX_CODES as f64 * 4.0 / 3.0 / 1e6,
-            dir.display(),
-            (fit / head_pick.len().max(1)).clamp(1, layer_count) - 1,
-            head_pick.len().min(fit).max(1) - 1,
-        )));
-    }
+    check_page_size(dir, seq, sources.iter().map(|(_, _, _, shape)| shape.len()), &layer_pick, &head_pick, layer_count)?;
 
     let mut narrowed: Vec<(String, String, Vec<usize>, Vec<String>, Vec<f32>)> = Vec::new();
     for (name, description, values, shape) in sources {
@@ -138,6 +131,27 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
             .collect(),
     };
     Ok(html::view_html(&page)?)
+}
+
+/// Refuse a page past [`html::MAX_CODES`], naming the flags that narrow it.
+/// `ranks` are the views' array ranks: 4 for per-head views, 3 for one map per layer.
+fn check_page_size(dir: &Path, seq: usize, ranks: impl Iterator<Item = usize>, layer_pick: &[usize], head_pick: &[usize], layer_count: usize) -> Result<()> {
+    let maps: usize = ranks.map(|rank| if rank == 4 { layer_pick.len() * head_pick.len() } else { layer_pick.len() }).sum();
+    let needed = html::packed_size(seq, maps);
+    if needed > html::MAX_CODES {
+        let per_map = (seq * seq).max(1);
+        let fit = (html::MAX_CODES / per_map).max(1);
+        return Err(Error::Input(format!(
+            "a viewer of {maps} maps of {seq}x{seq} tokens would hold {:.0} MB (the limit is {:.0} MB, to stay quick in a browser); narrow it to at most {fit} maps, e.g. `attnmap view {} --layers 0-{} --heads 0-{}`",
+            needed as f64 * 4.0 / 3.0 / 1e6,
+            html::MAX_CODES as f64 * 4.0 / 3.0 / 1e6,
+            dir.display(),
+            (fit / head_pick.len().max(1)).clamp(1, layer_count) - 1,
+            head_pick.len().min(fit).max(1) - 1,
+        )));
+    }
+
+    Ok(())
 }
 
 /// A one-head page, for `show -o FILE.html`.

@@ -62,14 +62,18 @@ pub fn heatmap_term(values: &[f32], seq: usize, opts: &TermOptions) -> String {
     let label_width = labels.iter().map(|l| text_width(l)).max().unwrap_or(1).min(ROW_LABEL_MAX);
     let gutter = label_width + 1;
     let map_columns = columns.saturating_sub(gutter + 1).max(4);
-    let map_lines = opts.lines.saturating_sub(4).max(2);
     // Each character column shows `col_pool` keys; each line shows two pixel rows.
     let col_pool = seq.div_ceil(map_columns).max(1);
+    // The legend's length depends on the pooling, which depends on the room the
+    // legend leaves: size it for the worst case (pooled both ways), then pool.
+    let reserved = 2 + legend(opts, seq, 2, col_pool.max(2), columns).len();
+    let map_lines = opts.lines.saturating_sub(reserved).max(2);
     let width = seq.div_ceil(col_pool);
     // A short map gets wider cells (up to four characters a key), so key labels have room.
     let stretch = if col_pool == 1 { (map_columns / seq.max(1)).clamp(1, 4) } else { 1 };
     let row_pool = seq.div_ceil(map_lines * 2).max(1);
     let pixel_rows = seq.div_ceil(row_pool);
+    let legend = legend(opts, seq, row_pool, col_pool, columns);
 
     // Max over each block (as the PNG pools): a one-token spike must stay visible.
     let pooled: Vec<Option<f32>> = (0..pixel_rows)
@@ -126,6 +130,15 @@ pub fn heatmap_term(values: &[f32], seq: usize, opts: &TermOptions) -> String {
     }
     let _ = writeln!(out, "{:gutter$}{}", "", axis);
 
+    for line in &legend {
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+/// The legend: what the numbers are, how cells were pooled, the scale; wrapped
+/// between its parts rather than losing the scale off the edge.
+fn legend(opts: &TermOptions, seq: usize, row_pool: usize, col_pool: usize, columns: usize) -> Vec<String> {
     let pooling = if row_pool == 1 && col_pool == 1 {
         "1 token per cell".to_string()
     } else {
@@ -133,15 +146,16 @@ pub fn heatmap_term(values: &[f32], seq: usize, opts: &TermOptions) -> String {
     };
     let scale = format!("scale {:.3}..{:.3}", opts.scale.min(), opts.scale.max());
     let key = match opts.colour {
-        TermColour::None => format!(" · ramp \"{}\" low..high, {MASKED_CHAR} masked", String::from_utf8_lossy(RAMP)),
+        TermColour::None => format!("ramp \"{}\" low..high, {MASKED_CHAR} masked", String::from_utf8_lossy(RAMP)),
         _ => String::new(),
     };
     // The legend wraps between its parts rather than losing the scale off the edge.
-    let parts = [format!("{} · {seq} tokens", opts.view), pooling, scale, key.trim_start_matches(" · ").to_string(), "rows query, columns key".to_string()];
+    let parts = [format!("{} · {seq} tokens", opts.view), pooling, scale, key, "rows query, columns key".to_string()];
+    let mut lines = Vec::new();
     let mut line = String::new();
     for part in parts.iter().filter(|p| !p.is_empty()) {
         if !line.is_empty() && text_width(&line) + 3 + text_width(part) > columns {
-            let _ = writeln!(out, "{}", fit(&line, columns));
+            lines.push(fit(&line, columns));
             line.clear();
         }
         if !line.is_empty() {
@@ -149,8 +163,8 @@ pub fn heatmap_term(values: &[f32], seq: usize, opts: &TermOptions) -> String {
         }
         line.push_str(part);
     }
-    let _ = writeln!(out, "{}", fit(&line, columns));
-    out
+    lines.push(fit(&line, columns));
+    lines
 }
 
 /// One character showing two pixels: `top` and `bottom` are `None` past the
