@@ -4,11 +4,13 @@
 //! Nothing here knows about models or tensors: a heatmap is a row-major `&[f32]`
 //! (query tokens down, key tokens across) plus its labels, so every picture can be
 //! tested without loading a model. Text uses the embedded Noto Sans (OFL, see
-//! `assets/fonts/`), never a system font, so the same input gives the same bytes
-//! on every machine.
+//! `assets/fonts/`), so the same input gives the same bytes on every machine;
+//! only characters Noto Sans lacks are drawn from the system's fonts (see
+//! `fallback`), and where no font has them, as `U+XXXX`.
 
 mod base64;
 mod canvas;
+mod fallback;
 mod colorbar;
 pub mod colormap;
 pub mod compare;
