@@ -6,8 +6,8 @@
 //! weight, `code = round(weight / map_max * 255)`, with `map_max` (the map's
 //! largest weight, or 1 for an all-zero map) kept beside it, so a decoded
 //! weight `code * map_max / 255` is within `map_max / 510 <= 1/510` of the
-//! original. All maps of a view are one base64 string, map after map in
-//! `[layer, head]` order. Tokens travel in JSON and are inserted as text,
+//! original. Each map is one base64 string, maps in `[layer, head]` order,
+//! so the page decodes the map it shows first and the rest while it is seen. Tokens travel in JSON and are inserted as text,
 //! never as markup.
 
 use serde::Serialize;
@@ -80,7 +80,8 @@ struct ViewData {
     heads: Vec<String>,
     /// Per map: the weight code 255 stands for.
     scales: Vec<f32>,
-    codes: String,
+    /// Per map: base64 of its codes, `[query, key]` row-major.
+    codes: Vec<String>,
 }
 
 /// Bytes of packed weights `page` needs, to check against [`MAX_CODES`] before building it.
@@ -104,7 +105,7 @@ pub fn view_html(page: &Page) -> Result<Vec<u8>, RenderError> {
                 got: view.values.len(),
             });
         }
-        let mut codes = Vec::with_capacity(view.values.len());
+        let mut codes = Vec::with_capacity(maps);
         let mut scales = Vec::with_capacity(maps);
         for (index, map) in view.values.chunks_exact(map_len).enumerate() {
             if let Some(position) = map.iter().position(|v| !v.is_finite()) {
@@ -117,7 +118,7 @@ pub fn view_html(page: &Page) -> Result<Vec<u8>, RenderError> {
             }
             let (scale, map_codes) = pack(map);
             scales.push(scale);
-            codes.extend(map_codes);
+            codes.push(super::base64::encode(&map_codes));
         }
         views.push(ViewData {
             name: view.name.clone(),
@@ -125,7 +126,7 @@ pub fn view_html(page: &Page) -> Result<Vec<u8>, RenderError> {
             layers: view.layers.clone(),
             heads: view.heads.clone(),
             scales,
-            codes: super::base64::encode(&codes),
+            codes,
         });
     }
     let lut: String = (0..256).map(|i| hex(page.colormap.rgb(i as f32 / 255.0))).collect();

@@ -216,7 +216,7 @@ fn dump_writes_a_self_contained_view_within_a_code_of_the_weights() {
     assert_eq!(data["labels"], manifest["labels"]);
     assert_eq!(data["causal"], true);
     let (shape, weights) = read_npy_f32(&std::fs::read(maps.join("attention.npy")).unwrap()).unwrap();
-    let codes = base64_decode(data["views"][0]["codes"].as_str().unwrap());
+    let codes: Vec<u8> = data["views"][0]["codes"].as_array().unwrap().iter().flat_map(|map| base64_decode(map.as_str().unwrap())).collect();
     assert_eq!(codes.len(), weights.len());
     let map_len = shape[2] * shape[3];
     for (index, scale) in data["views"][0]["scales"].as_array().unwrap().iter().enumerate() {
@@ -323,6 +323,17 @@ fn the_view_decodes_and_draws_in_headless_chromium() {
         let got = cell["weight"].as_f64().unwrap() as f32;
         assert!((got - expected).abs() <= 1.0 / 255.0, "L{layer} H{head} ({query}, {key}): page {got}, npy {expected}");
     }
+    // Interactions the self-test performed: hover, click a token, arrow key.
+    let tooltip = report["tooltip"].as_str().unwrap();
+    let expected = weights[seq]; // layer 0, head 0 (the first map shown), query 1, key 0
+    assert!(tooltip.contains("query #1") && tooltip.contains("key   #0") && tooltip.contains("rank "), "{tooltip}");
+    let shown: f32 = tooltip.split("weight ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|w| w.parse().ok()).unwrap_or(f32::NAN);
+    assert!((shown - expected).abs() <= 1.0 / 255.0 + 5e-5, "tooltip weight {shown} vs npy {expected}");
+    assert_eq!(report["selected_query"], 1);
+    assert_eq!(report["strip_coloured"].as_u64().unwrap() as usize, seq, "clicking a token colours the strip by its row");
+    assert_eq!(report["arrow_right"]["head_after"], 1, "→ selects the next head");
+    assert!(report["arrow_right"]["fragment"].as_str().unwrap().contains("head=1"), "the selection is kept in the URL fragment");
+
     // Tokens that look like HTML come back as text from the page's token strip.
     assert_eq!(report["tokens"], manifest["labels"]);
     let tokens: Vec<&str> = report["tokens"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
