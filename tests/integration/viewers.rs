@@ -195,7 +195,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 fn html_dump(dir: &Path) -> PathBuf {
     let out = dir.join("maps");
     let model = fixtures().join("tiny-gpt2");
-    let output = attnmap(&["dump", "a </script> <s> &amp; b", "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap()], &[]);
+    let output = attnmap(&["dump", "a </script> <s> &amp; b", "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap(), "--svg"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     out
 }
@@ -226,6 +226,31 @@ fn dump_writes_a_self_contained_view_within_a_code_of_the_weights() {
             assert!((decoded - weights[i]).abs() <= 1.0 / 255.0, "map {index} cell {i}: {decoded} vs {}", weights[i]);
         }
     }
+
+    // --svg: every head and the grid as SVG, valid XML.
+    for file in ["grid.svg", "heads/L00_H00.svg", &format!("heads/L{:02}_H{:02}.svg", shape[0] - 1, shape[1] - 1)] {
+        let svg = std::fs::read_to_string(maps.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{file} is not XML: {e}"));
+    }
+
+    // Other views listed in the manifest get a switch: per head [layers, heads, q, k], or per layer [layers, q, k].
+    let with_views = dir.path().join("with-views");
+    std::fs::create_dir(&with_views).unwrap();
+    std::fs::copy(maps.join("attention.npy"), with_views.join("attention.npy")).unwrap();
+    let halved: Vec<f32> = weights.iter().map(|w| w / 2.0).collect();
+    std::fs::write(with_views.join("norm.npy"), attnmap::output::npy_f32(&shape, &halved)).unwrap();
+    let per_layer: Vec<f32> = weights.chunks(shape[1] * map_len).flat_map(|layer| layer[..map_len].to_vec()).collect();
+    std::fs::write(with_views.join("rollout.npy"), attnmap::output::npy_f32(&[shape[0], shape[2], shape[3]], &per_layer)).unwrap();
+    let mut listed = manifest.clone();
+    listed["views"] = serde_json::json!([{ "name": "norm", "file": "norm.npy" }, { "name": "rollout", "file": "rollout.npy" }]);
+    std::fs::write(with_views.join("manifest.json"), listed.to_string()).unwrap();
+    let output = attnmap(&["view", with_views.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let data = page_data(&std::fs::read_to_string(with_views.join("view.html")).unwrap());
+    let names: Vec<&str> = data["views"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["weights", "norm", "rollout"]);
+    assert_eq!(data["views"][2]["heads"], serde_json::json!(["all"]));
+    assert_eq!(data["views"][2]["codes"].as_array().unwrap().len(), shape[0]);
 
     // Narrowed on request.
     let narrow = dir.path().join("narrow.html");
