@@ -88,7 +88,7 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
 
     check_page_size(dir, seq, sources.iter().map(|(_, _, _, shape)| shape.len()), &layer_pick, &head_pick, layer_count)?;
 
-    let mut narrowed: Vec<(String, String, Vec<usize>, Vec<String>, Vec<f32>)> = Vec::new();
+    let mut narrowed: Vec<Narrowed> = Vec::new();
     for (name, description, values, shape) in sources {
         let map_len = seq * seq;
         let view_heads = match shape.as_slice() {
@@ -108,7 +108,7 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
             }
         }
         let head_names = if shape.len() == 3 { vec!["all".to_string()] } else { head_list.iter().map(|h| h.to_string()).collect() };
-        narrowed.push((name, description, layer_pick.clone(), head_names, picked));
+        narrowed.push(Narrowed { name, description, heads: head_names, values: picked });
     }
 
     let model = manifest.get("model").and_then(Value::as_str).unwrap_or("model");
@@ -127,10 +127,18 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
         note: HONEST_NOTE,
         views: narrowed
             .iter()
-            .map(|(name, description, layers, heads, values)| View { name: name.clone(), description: description.clone(), layers: layers.clone(), heads: heads.clone(), values })
+            .map(|view| View { name: view.name.clone(), description: view.description.clone(), layers: layer_pick.clone(), heads: view.heads.clone(), values: &view.values })
             .collect(),
     };
     Ok(html::view_html(&page)?)
+}
+
+/// One view's maps for the chosen layers and heads.
+struct Narrowed {
+    name: String,
+    description: String,
+    heads: Vec<String>,
+    values: Vec<f32>,
 }
 
 /// Refuse a page past [`html::MAX_CODES`], naming the flags that narrow it.

@@ -36,6 +36,7 @@ pub(super) trait Surface {
     /// One line of already displayable text (see [`Text::label`]) whose box,
     /// [`Text::box_width`] by `px.ceil()` before turning, has its top-left corner
     /// at (x, y) after turning.
+    #[allow(clippy::too_many_arguments)] // a line's text, size, place, ink and turn: one call, as the raster needs them
     fn text(&mut self, text: &mut Text, line: &str, px: f32, x: i64, y: i64, rgb: [u8; 3], orientation: Orientation);
 
     /// A value matrix with its top-left at (x, y), pooled as [`matrix::paint`] does.

@@ -183,11 +183,7 @@ impl Text {
                 px_bits: px.to_bits(),
                 subpixel,
             };
-            if !self.cache.contains_key(&key) {
-                let bitmap = rasterise(&font, glyph, px, subpixel);
-                self.cache.insert(key, bitmap);
-            }
-            let Some(Some(bitmap)) = self.cache.get(&key) else {
+            let Some(bitmap) = self.cache.entry(key).or_insert_with(|| rasterise(&font, glyph, px, subpixel)) else {
                 continue;
             };
             for gy in 0..bitmap.height {
