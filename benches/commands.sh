@@ -64,6 +64,13 @@ if [ -f "$gguf" ]; then
   measure "SmolLM2 GGUF show --quantized" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png" --quantized
 fi
 
+# attnmap heads and find (issue #7) on the same 100 probe texts: per-head statistics, and
+# previous-token (every row a query) with the keys null's default 1000 trials, which must
+# not cost a forward pass each. Target: each under 5 s on 2 cores.
+measure "heads, 100 probe texts" "$bin" -q heads --texts "$work/probes.txt"
+measure "find previous-token, 100 texts, 1000 trials" "$bin" -q find previous-token --texts "$work/probes.txt"
+measure "find previous-token --words, 100 texts" "$bin" -q find previous-token --words --texts "$work/probes.txt"
+
 # Viewers (issue #9): SVG and terminal output of one head, and the HTML viewer of
 # a 512-token dump (72 heads): its size, the time to write it, and - when chromium
 # is installed - how long after the page starts its first map is drawn.

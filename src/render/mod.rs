@@ -19,7 +19,10 @@ pub mod grid;
 pub mod heatmap;
 pub mod html;
 pub mod json;
+pub mod marks;
 pub mod report;
+pub mod heads_report;
+pub mod find_report;
 mod matrix;
 mod scale;
 mod surface;
@@ -31,6 +34,7 @@ pub use colormap::Colormap;
 pub use compare::{compare_png, CompareOptions};
 pub use grid::{grid_png, grid_svg, GridOptions};
 pub use heatmap::{heatmap_png, heatmap_svg, HeatmapOptions, Layout, Mask, Scale};
+pub use marks::{mark_cells, CellMark};
 
 /// Why a picture could not be drawn. Each message names what the caller gave.
 #[derive(Debug, thiserror::Error)]
