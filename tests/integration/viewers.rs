@@ -373,3 +373,20 @@ fn the_view_decodes_and_draws_in_headless_chromium() {
     colours.dedup();
     assert!(colours.len() > 20, "a blank screenshot ({} colours)", colours.len());
 }
+
+#[test]
+fn show_to_a_terminal_prints_the_map_not_png_bytes() {
+    // `script` gives the command a terminal for stdout (util-linux, on every Debian).
+    let model = tiny_bert_dir();
+    let command = format!("{} -q 'the cat sat' -l 0 -H 1 --model {} -o -", env!("CARGO_BIN_EXE_attnmap"), model.display());
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "50")
+        .output()
+        .unwrap_or_else(|e| panic!("`script` (util-linux) is needed to give the test a terminal: {e}"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("PNG"), "PNG bytes sent to a terminal");
+    assert!(text.contains("rows query") && !text.contains('\x1b'), "{text}");
+}
