@@ -14,3 +14,4 @@ mod hooks;
 mod render;
 mod source;
 mod speed;
+mod viewers;
