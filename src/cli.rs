@@ -31,6 +31,8 @@ Examples:
   attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap info --model ./my-bert-folder
   attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/
+  attnmap view maps/                 (the interactive viewer: maps/view.html)
+  attnmap \"The cat sat\" -l 2 -H 1 -o map.svg      (or .html; --format term prints it here)
 
 Layers and heads count from 0, as in transformers.";
 
@@ -58,7 +60,14 @@ pub enum Command {
     /// Compare the maps of two model versions, head by head; exit 1 past a threshold (for CI).
     Diff(DiffArgs),
     /// Describe a model: architecture, layers, heads, max positions, where it was loaded from.
+    /// Reads config.json or the GGUF header only (instant); the weights are checked by show and dump.
     Info(InfoArgs),
+    /// Write the interactive HTML viewer of a dump (every head; opens offline in any browser).
+    View(ViewArgs),
+    /// What every head does: entropy, weight on the first token, specials, punctuation, itself, neighbours.
+    Heads(HeadsArgs),
+    /// Which heads do X (previous-token, induction, your word pairs), with p- and q-values against chance.
+    Find(FindArgs),
 }
 
 /// Which model to load.
@@ -123,6 +132,12 @@ pub enum FormatArg {
     Png,
     Npy,
     Json,
+    /// Vector picture: the PNG's text, shapes and colours; cells as rects with tooltips up to 128 tokens.
+    Svg,
+    /// A one-head interactive page (hover, zoom, scales), self-contained.
+    Html,
+    /// The map in the terminal: Unicode half blocks (the default for '-o -' on a terminal).
+    Term,
 }
 
 #[derive(Debug, Args)]
@@ -138,12 +153,14 @@ pub struct ShowArgs {
     #[arg(short = 'H', long, allow_negative_numbers = true, value_parser = parse_index)]
     pub head: Option<usize>,
 
-    /// Output file; the format follows the extension (.png, .npy, .json). '-' writes to
-    /// stdout. Default: MODEL_L{layer}_H{head}.png in the current folder.
+    /// Output file; the format follows the extension (.png, .svg, .html, .npy, .json). '-' writes
+    /// to stdout (a terminal gets the map as text, a pipe gets PNG). Default:
+    /// MODEL_L{layer}_H{head}.png in the current folder.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Output format, overriding the extension (needed for '-o -' when not PNG).
+    /// Output format, overriding the extension (needed for '-o -' when not PNG); `term` prints
+    /// the map in the terminal (COLUMNS/LINES or the terminal's size; COLORTERM for 24-bit colour).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
 
@@ -180,6 +197,44 @@ pub struct DumpArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+
+    /// Also write SVG pictures: heads/L{ll}_H{hh}.svg and grid.svg (vector text, for papers).
+    #[arg(long)]
+    pub svg: bool,
+}
+
+const VIEW_EXAMPLES: &str = "\
+Examples:
+  attnmap dump \"The WhirlyGigs arrived broken\" --out maps/     (writes maps/view.html too)
+  attnmap view maps/                                           (rewrites maps/view.html)
+  attnmap view maps/ -o layers0-3.html --layers 0-3 --heads 0,2,5
+
+The page loads nothing from the network. Click a thumbnail or use the arrow keys
+(left/right: head, up/down: layer); hover a cell for its weight and rank; click a
+token to colour the strip by its row; wheel or +/- to zoom, drag to pan.";
+
+#[derive(Debug, Args)]
+#[command(after_help = VIEW_EXAMPLES)]
+pub struct ViewArgs {
+    /// A folder written by `attnmap dump`.
+    #[arg(value_name = "DUMP_DIR")]
+    pub dump: PathBuf,
+
+    /// Where to write the page. Default: DUMP_DIR/view.html.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Only these layers, e.g. 0-3,7 (big dumps: the page holds one byte per weight).
+    #[arg(long, value_name = "LIST")]
+    pub layers: Option<String>,
+
+    /// Only these heads, e.g. 0,2,5.
+    #[arg(long, value_name = "LIST")]
+    pub heads: Option<String>,
+
+    /// Colormap, and the page's starting scale (switchable on the page).
+    #[command(flatten)]
+    pub style: StyleArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -194,11 +249,23 @@ pub enum MetricArg {
     Jsd,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AggregateArg {
+    /// Judge each head by the text it changed most on (a gate: one bad text fails).
+    Worst,
+    /// Judge each head by its mean over the texts.
+    Mean,
+}
+
 const DIFF_EXAMPLES: &str = "\
 Examples:
   attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap diff --model sentence-transformers/all-MiniLM-L6-v2 --against ./finetuned \"The WhirlyGigs arrived broken\"
   attnmap diff --model ./v1 --against ./v2 --texts probes.txt --markdown --out report/ --fail-above 0.02
+  attnmap diff --model ./v1 --against ./v2 --texts probes.txt --fail-above 0.02 --aggregate mean
+
+By default a head fails when its metric on any one text is above --fail-above;
+--aggregate mean judges its mean over the texts instead.
 
 Exit status, like diff(1): 0 when no head exceeds the threshold, 1 when one does, 2 on error.";
 
@@ -237,9 +304,15 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = MetricArg::Jsd)]
     pub metric: MetricArg,
 
-    /// Fail (exit 1) when any head's metric is above this. The default 0 fails on any change, like diff(1).
+    /// Fail (exit 1) when any head's metric on any one text is above this (see --aggregate).
+    /// The default 0 fails on any change, like diff(1).
     #[arg(long, value_name = "X", default_value_t = 0.0)]
     pub fail_above: f64,
+
+    /// How a head's metric over the probe texts meets --fail-above: `worst` (any one text
+    /// past it fails the run) or `mean` (its average over the texts must be past it).
+    #[arg(long, value_enum, default_value_t = AggregateArg::Worst, value_name = "HOW")]
+    pub aggregate: AggregateArg,
 
     /// How many of the most-changed heads to list (and draw with --out).
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -271,8 +344,180 @@ pub struct InfoArgs {
     pub model: ModelArgs,
 }
 
+/// Texts for `heads` and `find`: one TEXT, or a probe set.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// A probe set: one text per line, or JSON lines {"text": ..., "pair": ...}.
+    #[arg(long, value_name = "FILE")]
+    pub texts: Option<PathBuf>,
+
+    /// A second sentence, encoded as a pair (for TEXT, and for plain lines of --texts).
+    #[arg(long, value_name = "TEXT")]
+    pub pair: Option<String>,
+
+    /// Word-level statistics: a word's pieces merged (rows: mean over its tokens, columns: sum).
+    #[arg(long)]
+    pub words: bool,
+}
+
+const HEADS_EXAMPLES: &str = "\
+Examples:
+  attnmap heads \"The WhirlyGigs arrived broken\"
+  attnmap heads --texts probes.txt --sort prev --top 10
+  attnmap heads --texts probes.txt --words --json > heads.json
+  attnmap heads --texts probes.txt --out heads/      # one layers x heads picture per column
+
+Columns (a mean over query rows i, then over texts, each text weighted equally; K_i = the keys
+row i may attend: all for encoders, j <= i for decoders):
+  entropy       -sum_j a_ij ln a_ij, nats          entropy_norm  entropy / ln |K_i| (1 = uniform)
+  first         weight on the first token           special       on the tokenizer's special tokens
+  punct         on punctuation tokens               self          on itself
+  prev          on the token before (i >= 1)        next          on the token after (encoders only)
+  distance      sum_j a_ij |i - j|                  max           the largest weight in the row
+  pattern       first-token, special, previous-token, next-token, self, punctuation (that column
+                >= 0.5, first rule that holds), broad (entropy_norm >= 0.8), else mixed";
+
+#[derive(Debug, Args)]
+#[command(after_help = HEADS_EXAMPLES)]
+pub struct HeadsArgs {
+    /// The text to run ('-' reads stdin); or give --texts FILE.
+    #[arg(value_name = "TEXT", conflicts_with = "texts")]
+    pub text: Option<String>,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// Sort the table by this column, largest first (default: layer, head).
+    #[arg(long, value_name = "COLUMN", value_parser = PossibleValuesParser::new(["layer", "entropy", "entropy_norm", "first", "special", "punct", "self", "prev", "next", "distance", "max", "pattern"]))]
+    pub sort: Option<String>,
+
+    /// List only the first N heads of the table (after sorting).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Print every head as JSON instead of a table.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+
+    /// Print every head as CSV instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+
+    /// Also write one layers x heads picture per column, heads.json and heads.csv.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace --out DIR if it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
+const FIND_EXAMPLES: &str = "\
+Examples:
+  attnmap find previous-token --texts probes.txt
+  attnmap find induction --repeat-random 20 --seed 1
+  attnmap find --pairs coref.jsonl --threshold 0.3 --out found/
+  attnmap find duplicate-token \"the cat saw the dog and the cat ran\" --json
+
+Patterns: previous-token, next-token, self, first, special, punct, duplicate-token (weight on
+earlier copies of the same token), induction (on the token after each earlier copy).
+--pairs FILE holds JSON lines such as
+  {\"text\": \"The trophy did not fit in the case because it was too big.\",
+   \"pairs\": [{\"from\": \"it\", \"to\": \"trophy\"}, {\"from\": [43, 45], \"to\": \"case#1\"}]}
+a word by its text (\"word#2\": its second occurrence; words of the pair count too) or a
+[start, end) character span of the text (Unicode characters, as Python indexes a str).
+
+A head's score is its mean weight from -> to. The keys null redraws every target among the
+keys the query could have been paired with (--trials times, same draws for every head), so
+p = (1 + #{trials >= score}) / (trials + 1); q is Benjamini-Hochberg over all heads, and a
+head passes when q <= --alpha. A head that looks convincing in one map but does not pass
+scores no better than random keys would.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NullArg {
+    /// Redraw each query's targets among the keys it could attend (no forward pass per trial).
+    Keys,
+    /// Shuffle each text's non-special tokens (a forward pass per shuffle); the pairs follow their tokens.
+    Shuffle,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = FIND_EXAMPLES)]
+pub struct FindArgs {
+    /// A built-in relation: previous-token, next-token, self, first, special, punct, duplicate-token, induction.
+    #[arg(value_name = "PATTERN", required_unless_present_any = ["pairs"])]
+    pub pattern: Option<String>,
+
+    /// The text to run ('-' reads stdin); or give --texts FILE.
+    #[arg(value_name = "TEXT", conflicts_with = "texts")]
+    pub text: Option<String>,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// Your own relation: JSON lines {"text", "pair"?, "pairs": [{"from", "to"}, ...]}.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["texts", "repeat_random"])]
+    pub pairs: Option<PathBuf>,
+
+    /// Texts of N random vocabulary tokens repeated twice (the classic induction test), 20 of them.
+    #[arg(long, value_name = "N", conflicts_with = "texts")]
+    pub repeat_random: Option<usize>,
+
+    /// Seed of the null's draws (and of --repeat-random), so output is reproducible.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// What chance means: random keys for the same queries, or shuffled texts.
+    #[arg(long, value_enum, default_value_t = NullArg::Keys)]
+    pub null: NullArg,
+
+    /// Trials of the keys null.
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    pub trials: usize,
+
+    /// Shuffles of the shuffle null (each a forward pass per text).
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub shuffles: usize,
+
+    /// False discovery rate: a head passes when its Benjamini-Hochberg q-value is at most this.
+    #[arg(long, value_name = "A", default_value_t = 0.05)]
+    pub alpha: f64,
+
+    /// Also count the heads scoring >= T, and how many do by chance (mean and 95% range over trials).
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f64>,
+
+    /// How many heads to list, by q then score (all with --json).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Print everything as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write a layers x heads picture of scores with passing heads outlined, and find.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace --out DIR if it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
 /// Subcommand names, so `attnmap TEXT …` can default to `show`.
-pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "help"];
+pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "heads", "find", "view", "help"];
 
 /// Flags only `show` has: a first word equal to another subcommand's name followed by
 /// one of these is the TEXT (`attnmap info --layer 0 --head 1` draws the text "info").

@@ -420,15 +420,15 @@ fn weights_or_tokenizer_that_disagree_with_the_config_are_named() {
     let fewer = copy(&tiny_bert_dir(), "fewer-layers");
     let config = std::fs::read_to_string(fewer.join("config.json")).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
     std::fs::write(fewer.join("config.json"), config).unwrap();
-    let output = attnmap(&["info", "--model", fewer.to_str().unwrap()], &[]);
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "-o", "-", "--format", "npy", "--model", fewer.to_str().unwrap()], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("the weights hold 2 layers but") && stderr(&output).contains("describes 1"), "{}", stderr(&output));
     let other_tokenizer = copy(&fixtures().join("tiny-llama"), "other-tokenizer");
     std::fs::copy(tiny_bert_dir().join("tokenizer.json"), other_tokenizer.join("tokenizer.json")).unwrap();
-    let output = attnmap(&["info", "--model", other_tokenizer.to_str().unwrap()], &[]);
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "-o", "-", "--format", "npy", "--model", other_tokenizer.to_str().unwrap()], &[]);
     assert!(stderr(&output).contains("the tokenizer has 256 tokens but the model's vocabulary has 480"), "{}", stderr(&output));
     // Matching files say nothing.
-    let output = attnmap(&["info", "--model", &tiny()], &[]);
+    let output = attnmap(&["the cat", "-l", "0", "-H", "0", "-o", "-", "--format", "npy", "--model", &tiny()], &[]);
     assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
 }
 
