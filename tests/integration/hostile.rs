@@ -630,7 +630,7 @@ fn load_and_run(model: std::path::PathBuf) -> bool {
 }
 
 /// The mutation suite: a few hundred seeded mutations of every kind of file attnmap reads
-/// (safetensors, GGUF header, tokenizer.json, config.json, a dump's attention.npy and
+/// (safetensors, pytorch_model.bin, GGUF header, tokenizer.json, config.json, a dump's attention.npy and
 /// manifest.json), each run in-process through the library (and a sample through the
 /// binary): every run ends in success or an error — never a panic, a hang or an abort —
 /// and a failing binary run prints one error line and writes nothing.
@@ -656,6 +656,7 @@ fn mutated_files_end_in_success_or_one_error() {
         ("llama config.json", llama.clone(), "config.json", 40),
         ("llama tokenizer.json", llama.clone(), "tokenizer.json", 30),
         ("gguf", std::path::PathBuf::new(), "model.gguf", 40),
+        ("pytorch_model.bin", fixtures().join("tiny-bert-pth"), "pytorch_model.bin", 40),
     ];
     for (kind, source, file, count) in targets {
         for index in 0..count {
@@ -666,7 +667,8 @@ fn mutated_files_end_in_success_or_one_error() {
             let target = if kind == "gguf" {
                 model.join(file)
             } else {
-                for other in ["config.json", "tokenizer.json", "model.safetensors"] {
+                let weights = if kind == "pytorch_model.bin" { "pytorch_model.bin" } else { "model.safetensors" };
+                for other in ["config.json", "tokenizer.json", weights] {
                     std::fs::copy(source.join(other), model.join(other)).unwrap();
                 }
                 model.join(file)
