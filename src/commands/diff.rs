@@ -141,11 +141,14 @@ fn from_models(args: &DiffArgs, against: &str, ui: &Ui) -> Result<(String, Strin
     let old = open_model(&old_args, ui)?;
     let new = open_model(&new_args, ui)?;
     let mut probes = Vec::with_capacity(texts.len());
+    let progress = ui.progress_bar(texts.len() as u64, "texts");
     for (text, pair) in texts {
         let old_maps = side_maps(&old, &text, pair.as_deref())?;
         let new_maps = side_maps(&new, &text, pair.as_deref())?;
         probes.push(Probe { text, pair, old: old_maps, new: new_maps });
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     Ok((old_args.model, new_args.model, probes))
 }
 

@@ -1,9 +1,11 @@
 //! One file per subcommand: load -> capture -> analyse -> render -> write.
 //! This file holds the steps they share.
 
+pub mod completions;
 pub mod diff;
 pub mod dump;
 pub mod info;
+pub mod man;
 pub mod show;
 
 use std::io::Read;
