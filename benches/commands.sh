@@ -80,3 +80,10 @@ if [ -f "$gguf" ]; then
   measure "SmolLM2 GGUF dump (270 heads)" "$bin" -q dump "$long" --model "$gguf" --out "$work/out"
   measure "SmolLM2 GGUF show --quantized" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png" --quantized
 fi
+
+# attnmap heads and find (issue #7) on the same 100 probe texts: per-head statistics, and
+# previous-token (every row a query) with the keys null's default 1000 trials, which must
+# not cost a forward pass each. Target: each under 5 s on 2 cores.
+measure "heads, 100 probe texts" "$bin" -q heads --texts "$work/probes.txt"
+measure "find previous-token, 100 texts, 1000 trials" "$bin" -q find previous-token --texts "$work/probes.txt"
+measure "find previous-token --words, 100 texts" "$bin" -q find previous-token --words --texts "$work/probes.txt"

@@ -3,3 +3,5 @@
 
 pub mod diff;
 pub mod words;
+pub mod find;
+pub mod stats;

@@ -4,6 +4,8 @@
 pub mod completions;
 pub mod diff;
 pub mod dump;
+pub mod find;
+pub mod heads;
 pub mod info;
 pub mod man;
 pub mod show;
