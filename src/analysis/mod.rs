@@ -3,5 +3,6 @@
 
 pub mod diff;
 pub mod words;
+pub mod patterns;
 pub mod find;
 pub mod stats;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::capture::{check_head, check_layer, Capture};
-use crate::cli::{FormatArg, ShowArgs};
+use crate::cli::{FormatArg, ScaleArg, ShowArgs};
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
@@ -71,6 +71,18 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
 }
 
 fn output_format(args: &ShowArgs) -> Result<FormatArg> {
+    let format = picture_or_numbers(args)?;
+    // Colours only exist in a picture: .npy and .json carry the weights themselves.
+    if format != FormatArg::Png {
+        let style = [(args.style.colormap != "viridis", "--colormap"), (args.style.scale != ScaleArg::Auto, "--scale")];
+        if let Some((_, flag)) = style.iter().find(|(given, _)| *given) {
+            return Err(Error::Usage(format!("{flag} applies to PNG pictures; {} output carries the weights themselves, so leave {flag} out", extension(format))));
+        }
+    }
+    Ok(format)
+}
+
+fn picture_or_numbers(args: &ShowArgs) -> Result<FormatArg> {
     if let Some(format) = args.format {
         return Ok(format);
     }

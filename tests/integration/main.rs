@@ -10,6 +10,7 @@ mod faithfulness;
 mod find;
 mod heads;
 mod helpers;
+mod hooks;
 mod render;
 mod source;
 mod terminal;
