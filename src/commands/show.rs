@@ -1,5 +1,6 @@
-//! `attnmap show`: one head's map as a PNG, .npy or .json.
+//! `attnmap show`: one head's map as a PNG, SVG, HTML page, .npy, .json or terminal text.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::capture::{check_head, check_layer, Capture};
@@ -8,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 
-use super::{encode, heatmap, model_name, open_model, read_input};
+use crate::render::{self, terminal::{TermColour, TermOptions}};
+
+use super::{encode, head_scale, head_values, model_name, open_model, picture, read_input, Picture};
 
 pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     let format = output_format(args)?;
@@ -28,29 +31,26 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     check_layer(&info, layer)?;
     check_head(&info, head)?;
     let input = encode(&session, &text)?;
-    let run = Capture::run(session.loaded.model.as_ref(), &input, Some(vec![layer]), &[])?;
+    // Only this head's map is kept: long inputs then need memory for one map, not every head's.
+    let run = Capture::run_heads(session.loaded.model.as_ref(), &input, Some(vec![layer]), Some(vec![head]), &[])?;
     let capture = run.capture;
     let name = model_name(&session.files);
+    let title = format!("{name} · layer {layer} · head {head}");
     let bytes = match format {
-        FormatArg::Png => heatmap(&capture, layer, head, &format!("{name} · layer {layer} · head {head}"), &args.style)?,
-        FormatArg::Npy => npy_f32(&[capture.seq, capture.seq], capture.head(layer, head).unwrap_or_default()),
-        FormatArg::Json => {
-            let values = capture.head(layer, head).unwrap_or_default();
-            let rows: Vec<&[f32]> = values.chunks(capture.seq).collect();
-            let json = serde_json::json!({
-                "model": session.files.id,
-                "layer": layer,
-                "head": head,
-                "hook": format!("blocks.{layer}.attn.hook_pattern"),
-                "tokens": capture.tokens(),
-                "ids": capture.input.ids,
-                "attention": rows,
-            });
-            let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::output("<json>", e))?;
-            text.push('\n');
-            text.into_bytes()
-        }
+        FormatArg::Png => picture(&capture, layer, head, &title, &args.style, Picture::Png)?,
+        FormatArg::Svg => picture(&capture, layer, head, &title, &args.style, Picture::Svg)?,
+        FormatArg::Npy => npy_f32(&[capture.seq, capture.seq], head_values(&capture, layer, head)?),
+        FormatArg::Json => render::json::head_json(
+            head_values(&capture, layer, head)?,
+            capture.seq,
+            &render::json::HeadJson { model: &session.files.id, layer, head, tokens: capture.tokens(), ids: &capture.input.ids },
+        ),
+        FormatArg::Html => super::view::head_page(&capture, layer, head, &title, &args.style)?,
+        FormatArg::Term => terminal(&capture, layer, head, &title, &args.style, ui)?,
     };
+    if format == FormatArg::Term && args.output.as_deref().is_none_or(|p| p.as_os_str() == "-") {
+        return write_stdout(&bytes);
+    }
     match &args.output {
         Some(path) if path.as_os_str() == "-" => write_stdout(&bytes),
         Some(path) => {
@@ -88,14 +88,17 @@ fn picture_or_numbers(args: &ShowArgs) -> Result<FormatArg> {
     }
     let Some(path) = &args.output else { return Ok(FormatArg::Png) };
     if path.as_os_str() == "-" {
-        return Ok(FormatArg::Png);
+        // A terminal shown PNG bytes is garbage and may be left in a strange state.
+        return Ok(if std::io::stdout().is_terminal() { FormatArg::Term } else { FormatArg::Png });
     }
     match extension_of(path).as_deref() {
         Some("png") => Ok(FormatArg::Png),
+        Some("svg") => Ok(FormatArg::Svg),
+        Some("html" | "htm") => Ok(FormatArg::Html),
         Some("npy") => Ok(FormatArg::Npy),
         Some("json") => Ok(FormatArg::Json),
         other => Err(Error::Usage(format!(
-            "cannot tell the format of -o {} ({}); use a .png, .npy or .json file name, or --format",
+            "cannot tell the format of -o {} ({}); use a .png, .svg, .html, .npy or .json file name, or --format",
             path.display(),
             other.map(|e| format!("unknown extension .{e}")).unwrap_or_else(|| "no extension".into())
         ))),
@@ -111,9 +114,34 @@ fn extension(format: FormatArg) -> &'static str {
         FormatArg::Png => "png",
         FormatArg::Npy => "npy",
         FormatArg::Json => "json",
+        FormatArg::Svg => "svg",
+        FormatArg::Html => "html",
+        FormatArg::Term => "txt",
     }
 }
 
 fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+/// The map as terminal text, sized to the terminal (COLUMNS/LINES override it, as in ls).
+fn terminal(capture: &Capture, layer: usize, head: usize, title: &str, style: &crate::cli::StyleArgs, ui: &Ui) -> Result<Vec<u8>> {
+    let values = head_values(capture, layer, head)?;
+    let size = console::Term::stdout().size_checked();
+    let from_env = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
+    let columns = from_env("COLUMNS").or(size.map(|(_, columns)| usize::from(columns))).unwrap_or(80);
+    let lines = from_env("LINES").or(size.map(|(lines, _)| usize::from(lines))).unwrap_or(24);
+    let colour = TermColour::detect(ui.color_stdout(), std::env::var("COLORTERM").ok().as_deref());
+    let options = TermOptions {
+        title,
+        view: "attention weights",
+        labels: &capture.input.labels,
+        colormap: super::colormap(style),
+        scale: head_scale(values, style),
+        mask: super::mask(capture),
+        columns,
+        lines,
+        colour,
+    };
+    Ok(render::terminal::heatmap_term(values, capture.seq, &options).into_bytes())
 }

@@ -13,4 +13,6 @@ mod helpers;
 mod hooks;
 mod render;
 mod source;
+mod speed;
 mod terminal;
+mod viewers;
