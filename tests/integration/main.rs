@@ -15,4 +15,5 @@ mod hooks;
 mod render;
 mod source;
 mod speed;
+mod terminal;
 mod viewers;
