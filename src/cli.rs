@@ -654,7 +654,7 @@ pub fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
 
 /// The value of `--color` on the command line, read before clap parses it, so clap's own
 /// help and errors follow it too.
-fn color_flag(args: &[OsString]) -> Option<ColorChoice> {
+pub fn color_flag(args: &[OsString]) -> Option<ColorChoice> {
     let mut choice = None;
     let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
     while let Some(word) = words.next() {

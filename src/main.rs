@@ -68,6 +68,9 @@ fn usage_error(error: clap::Error) -> ExitCode {
     // "attnmap show [OPTIONS] ..." names the subcommand whose --help to suggest.
     let command = usage.as_deref().and_then(|u| u.split_whitespace().nth(1)).filter(|w| !w.starts_with(['[', '<', '-']));
     let help = command.map(|c| format!("attnmap {c} --help")).unwrap_or_else(|| "attnmap --help".into());
-    eprintln!("attnmap: error: {message} (see '{help}')");
+    // Coloured as every other error line: --color, NO_COLOR, CI, a terminal.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let ui = Ui::new(false, attnmap::cli::color_flag(&args).unwrap_or_default());
+    eprintln!("{}", ui.error_line(&format!("{message} (see '{help}')")));
     ExitCode::from(2)
 }
