@@ -20,6 +20,8 @@ pub struct Capture {
     pub causal: bool,
     /// `[heads * seq * seq]` for each captured layer, `None` for layers not kept.
     layer_maps: Vec<Option<Vec<f32>>>,
+    /// `[heads * seq]` ‖v_j W_O^h‖ per layer, kept only when `HookKind::ValueNorm` was asked for.
+    value_norms: Vec<Option<Vec<f32>>>,
 }
 
 /// The output of one forward pass: the capture, other hook values, and the last hidden states.
@@ -57,7 +59,13 @@ impl Capture {
                 *slot = Some(pattern.flatten_all()?.to_vec1::<f32>()?);
             }
         }
-        let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps };
+        let mut value_norms = vec![None; info.layers];
+        for (layer, slot) in value_norms.iter_mut().enumerate() {
+            if let Some(norms) = cache.get(HookPoint::new(layer, HookKind::ValueNorm)) {
+                *slot = Some(norms.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps, value_norms };
         capture.check_finite()?;
         Ok(Run { capture, cache, hidden })
     }
@@ -74,7 +82,27 @@ impl Capture {
             )));
         }
         let layer_maps = values.chunks(per_layer).map(|c| Some(c.to_vec())).collect();
-        Ok(Capture { input, layers, heads, seq, causal, layer_maps })
+        Ok(Capture { input, layers, heads, seq, causal, layer_maps, value_norms: vec![None; layers] })
+    }
+
+    /// Add value norms (`[layers, heads, seq]`, e.g. read back from a file) to a capture.
+    pub fn with_value_norms(mut self, norms: &[f32]) -> Result<Self> {
+        let per_layer = self.heads * self.seq;
+        if norms.len() != self.layers * per_layer {
+            return Err(Error::Input(format!("value norms have {} values but [{}, {}, {}] needs {}", norms.len(), self.layers, self.heads, self.seq, self.layers * per_layer)));
+        }
+        self.value_norms = norms.chunks(per_layer).map(|c| Some(c.to_vec())).collect();
+        Ok(self)
+    }
+
+    /// One layer's patterns, `[heads, query, key]`, if captured.
+    pub fn layer(&self, layer: usize) -> Option<&[f32]> {
+        self.layer_maps.get(layer)?.as_deref()
+    }
+
+    /// One layer's ‖v_j W_O^h‖, `[heads, key]`, if `HookKind::ValueNorm` was captured.
+    pub fn value_norms(&self, layer: usize) -> Option<&[f32]> {
+        self.value_norms.get(layer)?.as_deref()
     }
 
     /// One head's map, `[query, key]` row-major, if its layer was captured.

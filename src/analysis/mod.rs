@@ -2,4 +2,5 @@
 //! Each analysis is its own file; none of them knows about models or files.
 
 pub mod diff;
+pub mod views;
 pub mod words;
