@@ -125,7 +125,34 @@ pub enum FormatArg {
     Json,
 }
 
+/// Which picture of attention to draw (see `attnmap show --help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewArg {
+    /// The softmax weights (what transformers' output_attentions returns).
+    Weights,
+    /// Weight x norm of what each key's value sends through the head (Kobayashi et al. 2020).
+    Norm,
+    /// Head-averaged weights plus the residual, multiplied through layers 0..L (Abnar & Zuidema 2020).
+    Rollout,
+    /// Max-flow through the same head-averaged layers (Abnar & Zuidema 2020); short inputs only.
+    Flow,
+}
+
+const SHOW_EXAMPLES: &str = "\
+Examples:
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3 --view norm
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --view rollout --words
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --view flow -o flow.npy
+
+Views: weights (default) is where one head's weight goes; norm scales it by the size of what each
+key's value carries (it is not a probability: its colour bar is in its own units); rollout and
+flow (no --head: they average every head of layers 0..L, with the residual) estimate how much
+output position i after layer L draws on input token j. --words merges tokens into words: rows are
+the mean over a word's tokens, columns the sum.";
+
 #[derive(Debug, Args)]
+#[command(after_help = SHOW_EXAMPLES)]
 pub struct ShowArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -152,6 +179,14 @@ pub struct ShowArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+
+    /// What to draw: weights, norm (per head), rollout or flow (per layer, no --head).
+    #[arg(long, value_enum, default_value_t = ViewArg::Weights)]
+    pub view: ViewArg,
+
+    /// Draw words instead of tokens: rows are the mean over a word's tokens, columns the sum.
+    #[arg(long)]
+    pub words: bool,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +207,16 @@ pub struct DumpArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+
+    /// Views to write besides the weights, comma-separated, or `all`: norm.npy and norm/,
+    /// rollout.npy and rollout/, flow.npy and flow/ (flow on short inputs only).
+    #[arg(long, value_name = "LIST|all", value_delimiter = ',', default_value = "weights",
+          value_parser = PossibleValuesParser::new(["weights", "norm", "rollout", "flow", "all"]))]
+    pub views: Vec<String>,
+
+    /// Also write word-level arrays (words/*.npy) and the words in the manifest.
+    #[arg(long)]
+    pub words: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -255,6 +300,10 @@ pub struct DiffArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+
+    /// Which view of two dumps to compare (the dumps must hold it: dump --views).
+    #[arg(long, value_enum, default_value_t = ViewArg::Weights)]
+    pub view: ViewArg,
 }
 
 #[derive(Debug, Args)]

@@ -170,6 +170,9 @@ struct Graph {
     to: Vec<usize>,
     capacity: Vec<f64>,
     reverse: Vec<usize>,
+    /// Each node's total capacity out and in (bounds on any flow from or to it).
+    out_capacity: Vec<f64>,
+    in_capacity: Vec<f64>,
 }
 
 /// Below this a residual capacity counts as used up (f64 sums of f32 weights).
@@ -219,7 +222,17 @@ impl Graph {
                 }
             }
         }
-        Graph { start, to, capacity, reverse }
+        let mut out_capacity = vec![0.0; nodes];
+        let mut in_capacity = vec![0.0; nodes];
+        for (node, edges) in adjacency.iter().enumerate() {
+            for &(target, cap, forward) in edges {
+                if forward {
+                    out_capacity[node] += cap;
+                    in_capacity[target] += cap;
+                }
+            }
+        }
+        Graph { start, to, capacity, reverse, out_capacity, in_capacity }
     }
 }
 
@@ -240,8 +253,11 @@ impl<'g> Dinic<'g> {
 
     fn max_flow(&mut self, source: usize, sink: usize) -> f64 {
         self.residual.copy_from_slice(&self.graph.capacity);
+        // No flow exceeds what leaves the source or enters the sink: reaching that bound
+        // spares the last search, which would only confirm it (most targets end this way).
+        let bound = self.graph.out_capacity[source].min(self.graph.in_capacity[sink]);
         let mut total = 0.0;
-        while self.levels(source, sink) {
+        while total < bound - FLOW_EPS && self.levels(source, sink) {
             let nodes = self.next_edge.len();
             self.next_edge.copy_from_slice(&self.graph.start[..nodes]);
             loop {
@@ -279,25 +295,31 @@ impl<'g> Dinic<'g> {
         self.level[sink] >= 0
     }
 
-    /// One augmenting path along increasing levels (depth at most the node count).
+    /// Push up to `limit` from `node` to the sink along increasing levels, through as many
+    /// paths as it takes (depth at most the node count); returns what got through.
     fn push(&mut self, node: usize, sink: usize, limit: f64) -> f64 {
         if node == sink {
             return limit;
         }
+        let mut sent = 0.0;
         while self.next_edge[node] < self.graph.start[node + 1] {
             let edge = self.next_edge[node];
             let target = self.graph.to[edge];
             if self.residual[edge] > FLOW_EPS && self.level[target] == self.level[node] + 1 {
-                let pushed = self.push(target, sink, limit.min(self.residual[edge]));
+                let pushed = self.push(target, sink, (limit - sent).min(self.residual[edge]));
                 if pushed > FLOW_EPS {
                     self.residual[edge] -= pushed;
                     self.residual[self.graph.reverse[edge]] += pushed;
-                    return pushed;
+                    sent += pushed;
+                    if limit - sent <= FLOW_EPS {
+                        // This edge may still carry more: come back to it next time.
+                        return sent;
+                    }
                 }
             }
             self.next_edge[node] += 1;
         }
-        0.0
+        sent
     }
 }
 

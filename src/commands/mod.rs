@@ -5,6 +5,7 @@ pub mod diff;
 pub mod dump;
 pub mod info;
 pub mod show;
+pub mod views;
 
 use std::io::Read;
 use std::path::Path;

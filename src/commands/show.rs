@@ -1,4 +1,5 @@
-//! `attnmap show`: one head's map as a PNG, .npy or .json.
+//! `attnmap show`: one map as a PNG, .npy or .json: a head's weights or norms, or a
+//! layer's rollout or flow, over tokens or words.
 
 use std::path::{Path, PathBuf};
 
@@ -8,17 +9,28 @@ use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 
-use super::{encode, heatmap, model_name, open_model, read_input};
+use crate::analysis::views::{check_flow_size, norm_layer, view_map, View};
+
+use super::views::{picture, scale_of, view_of, Axis};
+use super::{encode, model_name, open_model, read_input};
 
 pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     let format = output_format(args)?;
     if let Some(path) = args.output.as_deref().filter(|p| p.as_os_str() != "-") {
         check_target_file(path)?;
     }
+    let view = view_of(args.view);
+    // Cheap checks before the model loads: a head where none applies, or none where one must.
+    if let (false, Some(head)) = (view.per_head(), args.head) {
+        return Err(Error::Usage(format!(
+            "--view {} mixes every head of layers 0..L (their mean, with the residual), so --head {head} does not apply: drop --head",
+            view.name()
+        )));
+    }
     let text = read_input(&args.input)?;
     let session = open_model(&args.model, ui)?;
     let info = session.loaded.model.info().clone();
-    let (Some(layer), Some(head)) = (args.layer, args.head) else {
+    let (Some(layer), Some(head)) = (args.layer, args.head.or((!view.per_head()).then_some(0))) else {
         return Err(Error::Usage(format!(
             "choose the map with --layer L --head H: this model has layers 0-{} and heads 0-{}",
             info.layers - 1,
@@ -27,25 +39,59 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     };
     check_layer(&info, layer)?;
     check_head(&info, head)?;
+    let head = view.per_head().then_some(head);
     let input = encode(&session, &text)?;
-    let run = Capture::run(session.loaded.model.as_ref(), &input, Some(vec![layer]), &[])?;
+    if view == View::Flow {
+        check_flow_size(layer + 1, input.len())?;
+    }
+    let layers = if view.per_head() { vec![layer] } else { (0..=layer).collect() };
+    let run = Capture::run(session.loaded.model.as_ref(), &input, Some(layers), view.hooks())?;
     let capture = run.capture;
     let name = model_name(&session.files);
+    let axis = Axis::of(&capture, args.words);
+    let values = axis.merge(&view_map(&capture, view, layer, head)?, capture.seq);
+    let side = axis.len();
     let bytes = match format {
-        FormatArg::Png => heatmap(&capture, layer, head, &format!("{name} · layer {layer} · head {head}"), &args.style)?,
-        FormatArg::Npy => npy_f32(&[capture.seq, capture.seq], capture.head(layer, head).unwrap_or_default()),
+        FormatArg::Png => {
+            let title = match head {
+                Some(head) if view == View::Weights => format!("{name} · layer {layer} · head {head}"),
+                Some(head) => format!("{name} · layer {layer} · head {head} · {}", view.name()),
+                None => format!("{name} · {} to layer {layer}", view.name()),
+            };
+            // --scale fixed for norm: 0 to the largest value of the layer's heads, so heads compare.
+            let layer_max = match (view, capture.layer(layer), capture.value_norms(layer)) {
+                (View::Norm, Some(patterns), Some(norms)) => axis.merge(&norm_layer(patterns, norms, capture.seq), capture.seq).into_iter().fold(0f32, f32::max),
+                _ => 1.0,
+            };
+            let scale = scale_of(view, &values, &args.style, layer_max);
+            picture(&values, &axis, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?
+        }
+        FormatArg::Npy => npy_f32(&[side, side], &values),
         FormatArg::Json => {
-            let values = capture.head(layer, head).unwrap_or_default();
-            let rows: Vec<&[f32]> = values.chunks(capture.seq).collect();
-            let json = serde_json::json!({
+            let rows: Vec<&[f32]> = values.chunks(side).collect();
+            let hook = match view {
+                View::Weights => format!("blocks.{layer}.attn.hook_pattern"),
+                View::Norm => format!("blocks.{layer}.attn.hook_pattern * blocks.{layer}.attn.hook_value_norm"),
+                View::Rollout | View::Flow => format!("blocks.{{0..{layer}}}.attn.hook_pattern"),
+            };
+            let mut json = serde_json::json!({
                 "model": session.files.id,
                 "layer": layer,
                 "head": head,
-                "hook": format!("blocks.{layer}.attn.hook_pattern"),
+                "view": view.name(),
+                "formula": view.formula(),
+                "hook": hook,
                 "tokens": capture.tokens(),
                 "ids": capture.input.ids,
-                "attention": rows,
+                "labels": axis.labels,
+                "values": rows,
             });
+            if view == View::Weights && !args.words {
+                json["attention"] = json["values"].clone();
+            }
+            if let Some(words) = axis.describe() {
+                json["words"] = words;
+            }
             let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::output("<json>", e))?;
             text.push('\n');
             text.into_bytes()
@@ -61,7 +107,10 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
             Ok(())
         }
         None => {
-            let path = PathBuf::from(format!("{}_L{layer:02}_H{head:02}.{}", sanitize(&name), extension(format)));
+            let head_part = head.map(|h| format!("_H{h:02}")).unwrap_or_default();
+            let view_part = if view == View::Weights { String::new() } else { format!("_{}", view.name()) };
+            let words_part = if args.words { "_words" } else { "" };
+            let path = PathBuf::from(format!("{}_L{layer:02}{head_part}{view_part}{words_part}.{}", sanitize(&name), extension(format)));
             write_file(&path, &bytes)?;
             // Always said, even with --quiet: the user did not choose this name.
             eprintln!("attnmap: wrote {}", path.display());
