@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::diff::{compare, ComparedText, DiffReport, Metric, Rules};
+use crate::analysis::diff::{compare, ComparedText, DiffReport, HeadDiff, Metric, Rules};
+use crate::analysis::views::{check_flow_size, view_all, View};
 use crate::capture::Capture;
 use crate::cli::{DiffArgs, InputArgs, MetricArg, ModelArgs};
 use crate::error::{Error, Result};
@@ -13,6 +14,7 @@ use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, St
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 use crate::source::DEFAULT_MODEL;
 
+use super::views::view_of;
 use super::{open_model, read_input, read_probe_file, Session};
 
 /// One side's maps of one text.
@@ -50,10 +52,12 @@ pub fn run(args: &DiffArgs, ui: &Ui) -> Result<bool> {
         Some(dir) => Some(check_target_dir(dir, args.force)?),
         None => None,
     };
+    let view = view_of(args.view);
     let (old_label, new_label, probes) = match &args.against {
-        Some(against) => from_models(args, against, ui)?,
-        None => from_dumps(args)?,
+        Some(against) => from_models(args, against, view, ui)?,
+        None => from_dumps(args, view)?,
     };
+    let (old_label, new_label) = if view == View::Weights { (old_label, new_label) } else { (format!("{old_label} · {}", view.name()), format!("{new_label} · {}", view.name())) };
     let mut compared = Vec::with_capacity(probes.len());
     for (index, probe) in probes.iter().enumerate() {
         check_comparable(index, probes.len(), probe)?;
@@ -62,7 +66,7 @@ pub fn run(args: &DiffArgs, ui: &Ui) -> Result<bool> {
             text: probe.text.clone(),
             pair: probe.pair.clone(),
             tokens: old.seq,
-            heads: compare(&old.values, &probe.new.values, old.layers, old.heads, old.seq),
+            heads: compare_view(view, &old.values, &probe.new.values, old.layers, old.heads, old.seq),
         });
     }
     let first = &probes[0].old;
@@ -82,15 +86,33 @@ pub fn run(args: &DiffArgs, ui: &Ui) -> Result<bool> {
     Ok(report.passed())
 }
 
+/// Head-by-head differences of one view. Norm rows are not distributions: their JSD compares
+/// the rows normalised to 1 (where the head's output comes from), the absolute measures the norms.
+fn compare_view(view: View, old: &[f32], new: &[f32], layers: usize, heads: usize, seq: usize) -> Vec<HeadDiff> {
+    let mut diffs = compare(old, new, layers, heads, seq);
+    if view == View::Norm {
+        let normalised = |values: &[f32]| -> Vec<f32> {
+            values.chunks(seq).flat_map(|row| {
+                let sum: f32 = row.iter().sum();
+                row.iter().map(move |&v| if sum > 0.0 { v / sum } else { 0.0 })
+            }).collect()
+        };
+        for (diff, shares) in diffs.iter_mut().zip(compare(&normalised(old), &normalised(new), layers, heads, seq)) {
+            diff.jsd = shares.jsd;
+        }
+    }
+    diffs
+}
+
 /// `attnmap diff OLD_DUMP NEW_DUMP`.
-fn from_dumps(args: &DiffArgs) -> Result<(String, String, Vec<Probe>)> {
+fn from_dumps(args: &DiffArgs, view: View) -> Result<(String, String, Vec<Probe>)> {
     let [old_dir, new_dir] = args.inputs.as_slice() else {
         return Err(Error::Usage(
             "give two dump folders (attnmap diff OLD_DUMP NEW_DUMP), or two models with --model OLD --against NEW and a TEXT or --texts FILE".into(),
         ));
     };
-    let (old_model, old, old_text, old_pair) = read_dump(Path::new(old_dir))?;
-    let (new_model, new, new_text, new_pair) = read_dump(Path::new(new_dir))?;
+    let (old_model, old, old_text, old_pair) = read_dump(Path::new(old_dir), view)?;
+    let (new_model, new, new_text, new_pair) = read_dump(Path::new(new_dir), view)?;
     if (&old_text, &old_pair) != (&new_text, &new_pair) {
         eprintln!("attnmap: warning: the two dumps were made from different texts; comparing them token by token anyway");
     }
@@ -98,8 +120,8 @@ fn from_dumps(args: &DiffArgs) -> Result<(String, String, Vec<Probe>)> {
     Ok((label(old_dir, old_model), label(new_dir, new_model), vec![Probe { text: old_text, pair: old_pair, old, new }]))
 }
 
-/// Read a dump folder: its model, maps, text and pair.
-fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
+/// Read a dump folder: its model, maps of `view` (per-layer views as one "head"), text and pair.
+fn read_dump(dir: &Path, view: View) -> Result<(String, SideMaps, String, Option<String>)> {
     let bad = |message: String| Error::Input(format!("{}: {message}", dir.display()));
     if !dir.is_dir() {
         return Err(bad("no such folder; give a folder written by attnmap dump".into()));
@@ -122,11 +144,19 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
     let pair = manifest.get("pair").and_then(|p| p.as_str()).map(str::to_string);
     let model = manifest.get("model").and_then(|m| m.as_str()).unwrap_or("unknown model").to_string();
     let causal = manifest.get("causal").and_then(|c| c.as_bool()).unwrap_or(false);
-    let npy = std::fs::read(dir.join("attention.npy")).map_err(|e| bad(format!("cannot read attention.npy ({e})")))?;
-    let (shape, values) = read_npy_f32(&npy).map_err(|e| bad(format!("attention.npy: {e}")))?;
-    if shape != [layers, heads, seq, seq] || ids.len() != seq || tokens.len() != seq {
+    let file = if view == View::Weights { "attention.npy".to_string() } else { format!("{}.npy", view.name()) };
+    let heads = if view.per_head() { heads } else { 1 };
+    let npy = std::fs::read(dir.join(&file)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound if view != View::Weights => {
+            bad(format!("this dump holds no {} view; make it with attnmap dump --views {}", view.name(), view.name()))
+        }
+        _ => bad(format!("cannot read {file} ({e})")),
+    })?;
+    let (shape, values) = read_npy_f32(&npy).map_err(|e| bad(format!("{file}: {e}")))?;
+    let expected: Vec<usize> = if view.per_head() { vec![layers, heads, seq, seq] } else { vec![layers, seq, seq] };
+    if shape != expected || ids.len() != seq || tokens.len() != seq {
         return Err(bad(format!(
-            "attention.npy has shape {shape:?} but manifest.json says [{layers}, {heads}, {seq}, {seq}] with {} ids; the dump is damaged, make it again",
+            "{file} has shape {shape:?} but manifest.json says {expected:?} with {} ids; the dump is damaged, make it again",
             ids.len()
         )));
     }
@@ -134,7 +164,7 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
 }
 
 /// `attnmap diff --model OLD --against NEW [TEXT | --texts FILE]`.
-fn from_models(args: &DiffArgs, against: &str, ui: &Ui) -> Result<(String, String, Vec<Probe>)> {
+fn from_models(args: &DiffArgs, against: &str, view: View, ui: &Ui) -> Result<(String, String, Vec<Probe>)> {
     let texts = probe_texts(args)?;
     let old_args = ModelArgs { model: args.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string()), revision: args.revision.clone(), quantized: false };
     let new_args = ModelArgs { model: against.to_string(), revision: args.against_revision.clone(), quantized: false };
@@ -142,23 +172,26 @@ fn from_models(args: &DiffArgs, against: &str, ui: &Ui) -> Result<(String, Strin
     let new = open_model(&new_args, ui)?;
     let mut probes = Vec::with_capacity(texts.len());
     for (text, pair) in texts {
-        let old_maps = side_maps(&old, &text, pair.as_deref())?;
-        let new_maps = side_maps(&new, &text, pair.as_deref())?;
+        let old_maps = side_maps(&old, &text, pair.as_deref(), view)?;
+        let new_maps = side_maps(&new, &text, pair.as_deref(), view)?;
         probes.push(Probe { text, pair, old: old_maps, new: new_maps });
     }
     Ok((old_args.model, new_args.model, probes))
 }
 
-fn side_maps(session: &Session, text: &str, pair: Option<&str>) -> Result<SideMaps> {
+fn side_maps(session: &Session, text: &str, pair: Option<&str>, view: View) -> Result<SideMaps> {
     let input = session.loaded.tokenizer.encode(text, pair)?;
-    let capture = Capture::run(session.loaded.model.as_ref(), &input, None, &[])?.capture;
-    let values = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+    if view == View::Flow {
+        check_flow_size(session.loaded.model.info().layers, input.len())?;
+    }
+    let capture = Capture::run(session.loaded.model.as_ref(), &input, None, view.hooks())?.capture;
+    let values = view_all(&capture, view)?;
     Ok(SideMaps {
         ids: input.ids.clone(),
         tokens: input.tokens.clone(),
         labels: input.labels.clone(),
         layers: capture.layers,
-        heads: capture.heads,
+        heads: if view.per_head() { capture.heads } else { 1 },
         seq: capture.seq,
         causal: capture.causal,
         values,
