@@ -10,3 +10,4 @@ mod faithfulness;
 mod helpers;
 mod render;
 mod source;
+mod views;
