@@ -65,7 +65,7 @@ if [ -f "$gguf" ]; then
 fi
 
 # Views (issue #8) on MiniLM: norm and rollout must cost at most 1.5x show, at ~20 and 512
-# tokens; flow is timed at 20, 64 and 128 tokens (its limit for 6 layers).
+# tokens; flow is timed at 20, 64 and 128 tokens (its limit for 6 layers is 160).
 words='the quick brown fox jumps over the lazy dog while a small cat sleeps on the warm red mat near the old river'
 text_of() { # about N tokens for MiniLM: N - 2 words plus [CLS] and [SEP]
   for _ in $(seq 40); do printf '%s ' $words; done | tr ' ' '\n' | head -n $(($1 - 2)) | tr '\n' ' '

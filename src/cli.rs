@@ -28,6 +28,8 @@ Examples:
   attnmap show --file review.txt --layer 0 --head 7 -o head7.png
   echo \"The cat sat\" | attnmap - --layer 2 --head 1 -o - > map.png
   attnmap dump \"The WhirlyGigs arrived broken\" --out maps/
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3 --view norm
+  attnmap dump \"The WhirlyGigs arrived broken\" --views all --words --out maps/
   attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap info --model ./my-bert-folder
   attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/

@@ -251,7 +251,7 @@ fn views_refuse_what_does_not_apply_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flow.png");
     let output = attnmap(&[long.as_str(), "--model", model, "--layer", "5", "--view", "flow", "-o", out.to_str().unwrap()], &[]);
-    assert_clean_failure(&output, "limited to 128 tokens");
+    assert_clean_failure(&output, "limited to 160 tokens");
     assert!(!out.exists());
 }
 
