@@ -82,3 +82,10 @@ measure "show --view flow, ~20 tokens" "$bin" -q "$text" --layer 5 --view flow -
 runs=1 measure "show --view flow, 64 tokens" "$bin" -q --file "$work/t64.txt" --layer 5 --view flow -o "$work/map.png"
 runs=1 measure "show --view flow, 128 tokens" "$bin" -q --file "$work/t128.txt" --layer 5 --view flow -o "$work/map.png"
 measure "dump --views all, ~20 tokens" "$bin" -q dump "$text" --views all --out "$work/out"
+
+# attnmap heads and find (issue #7) on the same 100 probe texts: per-head statistics, and
+# previous-token (every row a query) with the keys null's default 1000 trials, which must
+# not cost a forward pass each. Target: each under 5 s on 2 cores.
+measure "heads, 100 probe texts" "$bin" -q heads --texts "$work/probes.txt"
+measure "find previous-token, 100 texts, 1000 trials" "$bin" -q find previous-token --texts "$work/probes.txt"
+measure "find previous-token --words, 100 texts" "$bin" -q find previous-token --words --texts "$work/probes.txt"

@@ -61,6 +61,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Describe a model: architecture, layers, heads, max positions, where it was loaded from.
     Info(InfoArgs),
+    /// What every head does: entropy, weight on the first token, specials, punctuation, itself, neighbours.
+    Heads(HeadsArgs),
+    /// Which heads do X (previous-token, induction, your word pairs), with p- and q-values against chance.
+    Find(FindArgs),
 }
 
 /// Which model to load.
@@ -314,8 +318,180 @@ pub struct InfoArgs {
     pub model: ModelArgs,
 }
 
+/// Texts for `heads` and `find`: one TEXT, or a probe set.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// A probe set: one text per line, or JSON lines {"text": ..., "pair": ...}.
+    #[arg(long, value_name = "FILE")]
+    pub texts: Option<PathBuf>,
+
+    /// A second sentence, encoded as a pair (for TEXT, and for plain lines of --texts).
+    #[arg(long, value_name = "TEXT")]
+    pub pair: Option<String>,
+
+    /// Word-level statistics: a word's pieces merged (rows: mean over its tokens, columns: sum).
+    #[arg(long)]
+    pub words: bool,
+}
+
+const HEADS_EXAMPLES: &str = "\
+Examples:
+  attnmap heads \"The WhirlyGigs arrived broken\"
+  attnmap heads --texts probes.txt --sort prev --top 10
+  attnmap heads --texts probes.txt --words --json > heads.json
+  attnmap heads --texts probes.txt --out heads/      # one layers x heads picture per column
+
+Columns (a mean over query rows i, then over texts, each text weighted equally; K_i = the keys
+row i may attend: all for encoders, j <= i for decoders):
+  entropy       -sum_j a_ij ln a_ij, nats          entropy_norm  entropy / ln |K_i| (1 = uniform)
+  first         weight on the first token           special       on the tokenizer's special tokens
+  punct         on punctuation tokens               self          on itself
+  prev          on the token before (i >= 1)        next          on the token after (encoders only)
+  distance      sum_j a_ij |i - j|                  max           the largest weight in the row
+  pattern       first-token, special, previous-token, next-token, self, punctuation (that column
+                >= 0.5, first rule that holds), broad (entropy_norm >= 0.8), else mixed";
+
+#[derive(Debug, Args)]
+#[command(after_help = HEADS_EXAMPLES)]
+pub struct HeadsArgs {
+    /// The text to run ('-' reads stdin); or give --texts FILE.
+    #[arg(value_name = "TEXT", conflicts_with = "texts")]
+    pub text: Option<String>,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// Sort the table by this column, largest first (default: layer, head).
+    #[arg(long, value_name = "COLUMN", value_parser = PossibleValuesParser::new(["layer", "entropy", "entropy_norm", "first", "special", "punct", "self", "prev", "next", "distance", "max", "pattern"]))]
+    pub sort: Option<String>,
+
+    /// List only the first N heads of the table (after sorting).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Print every head as JSON instead of a table.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+
+    /// Print every head as CSV instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+
+    /// Also write one layers x heads picture per column, heads.json and heads.csv.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace --out DIR if it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
+const FIND_EXAMPLES: &str = "\
+Examples:
+  attnmap find previous-token --texts probes.txt
+  attnmap find induction --repeat-random 20 --seed 1
+  attnmap find --pairs coref.jsonl --threshold 0.3 --out found/
+  attnmap find duplicate-token \"the cat saw the dog and the cat ran\" --json
+
+Patterns: previous-token, next-token, self, first, special, punct, duplicate-token (weight on
+earlier copies of the same token), induction (on the token after each earlier copy).
+--pairs FILE holds JSON lines such as
+  {\"text\": \"The trophy did not fit in the case because it was too big.\",
+   \"pairs\": [{\"from\": \"it\", \"to\": \"trophy\"}, {\"from\": [43, 45], \"to\": \"case#1\"}]}
+a word by its text (\"word#2\": its second occurrence; words of the pair count too) or a
+[start, end) character span of the text (Unicode characters, as Python indexes a str).
+
+A head's score is its mean weight from -> to. The keys null redraws every target among the
+keys the query could have been paired with (--trials times, same draws for every head), so
+p = (1 + #{trials >= score}) / (trials + 1); q is Benjamini-Hochberg over all heads, and a
+head passes when q <= --alpha. A head that looks convincing in one map but does not pass
+scores no better than random keys would.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NullArg {
+    /// Redraw each query's targets among the keys it could attend (no forward pass per trial).
+    Keys,
+    /// Shuffle each text's non-special tokens (a forward pass per shuffle); the pairs follow their tokens.
+    Shuffle,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = FIND_EXAMPLES)]
+pub struct FindArgs {
+    /// A built-in relation: previous-token, next-token, self, first, special, punct, duplicate-token, induction.
+    #[arg(value_name = "PATTERN", required_unless_present_any = ["pairs"])]
+    pub pattern: Option<String>,
+
+    /// The text to run ('-' reads stdin); or give --texts FILE.
+    #[arg(value_name = "TEXT", conflicts_with = "texts")]
+    pub text: Option<String>,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// Your own relation: JSON lines {"text", "pair"?, "pairs": [{"from", "to"}, ...]}.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["texts", "repeat_random"])]
+    pub pairs: Option<PathBuf>,
+
+    /// Texts of N random vocabulary tokens repeated twice (the classic induction test), 20 of them.
+    #[arg(long, value_name = "N", conflicts_with = "texts")]
+    pub repeat_random: Option<usize>,
+
+    /// Seed of the null's draws (and of --repeat-random), so output is reproducible.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// What chance means: random keys for the same queries, or shuffled texts.
+    #[arg(long, value_enum, default_value_t = NullArg::Keys)]
+    pub null: NullArg,
+
+    /// Trials of the keys null.
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    pub trials: usize,
+
+    /// Shuffles of the shuffle null (each a forward pass per text).
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub shuffles: usize,
+
+    /// False discovery rate: a head passes when its Benjamini-Hochberg q-value is at most this.
+    #[arg(long, value_name = "A", default_value_t = 0.05)]
+    pub alpha: f64,
+
+    /// Also count the heads scoring >= T, and how many do by chance (mean and 95% range over trials).
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f64>,
+
+    /// How many heads to list, by q then score (all with --json).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Print everything as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write a layers x heads picture of scores with passing heads outlined, and find.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace --out DIR if it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub style: StyleArgs,
+}
+
 /// Subcommand names, so `attnmap TEXT …` can default to `show`.
-pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "help"];
+pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "heads", "find", "help"];
 
 /// Insert `show` when the first argument is not a subcommand or a top-level flag.
 pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {

@@ -161,6 +161,62 @@ impl TextTokenizer {
     }
 }
 
+impl TextTokenizer {
+    /// The ids of ordinary vocabulary tokens: no added or special tokens and no
+    /// placeholders such as `[unused7]` or `<unk>`; what random inputs are drawn from.
+    pub fn ordinary_ids(&self) -> Vec<u32> {
+        let added = self.inner.get_added_tokens_decoder();
+        let placeholder = |token: &str| (token.starts_with('[') && token.ends_with(']')) || (token.starts_with('<') && token.ends_with('>'));
+        let mut ids: Vec<u32> = self
+            .inner
+            .get_vocab(false)
+            .into_iter()
+            .filter(|(token, id)| !added.contains_key(id) && !placeholder(token))
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// An input made of given token ids, between the special tokens this tokenizer
+    /// adds around a text ([CLS] ... [SEP], BOS ...). Its text is the tokens' labels
+    /// joined by spaces; each token is a word of its own.
+    pub fn encode_ids(&self, content: &[u32]) -> Result<Encoded> {
+        let template = self.encode("a", None)?;
+        let first = template.special.iter().position(|s| !s).unwrap_or(template.len());
+        let last = template.special.iter().rposition(|s| !s).map(|i| i + 1).unwrap_or(first);
+        let mut encoded = Encoded { text: String::new(), pair: None, ..template.clone() };
+        let tokens: Vec<String> = content.iter().map(|&id| self.inner.id_to_token(id).unwrap_or_default()).collect();
+        let labels: Vec<String> = tokens.iter().map(|t| label(t, self.byte_level)).collect();
+        let mut offsets = Vec::with_capacity(content.len());
+        let mut chars = 0;
+        for (index, token_label) in labels.iter().enumerate() {
+            if index > 0 {
+                encoded.text.push(' ');
+                chars += 1;
+            }
+            encoded.text.push_str(token_label);
+            let length = token_label.chars().count();
+            offsets.push((chars, chars + length));
+            chars += length;
+        }
+        fn splice<T: Clone>(template: &[T], first: usize, last: usize, middle: Vec<T>) -> Vec<T> {
+            template[..first].iter().cloned().chain(middle).chain(template[last..].iter().cloned()).collect()
+        }
+        let count = content.len();
+        encoded.ids = splice(&template.ids, first, last, content.to_vec());
+        encoded.type_ids = splice(&template.type_ids, first, last, vec![template.type_ids.get(first).copied().unwrap_or(0); count]);
+        encoded.tokens = splice(&template.tokens, first, last, tokens);
+        encoded.labels = splice(&template.labels, first, last, labels);
+        encoded.sequence = splice(&template.sequence, first, last, vec![Some(0); count]);
+        encoded.word_ids = splice(&template.word_ids, first, last, (0..count as u32).map(Some).collect());
+        encoded.offsets = splice(&template.offsets, first, last, offsets);
+        encoded.special = splice(&template.special, first, last, vec![false; count]);
+        encoded.dropped = 0;
+        Ok(encoded)
+    }
+}
+
 /// Byte offsets to Unicode-scalar offsets for one text (built once, looked up per token).
 struct CharIndex(Vec<usize>);
 

@@ -4,3 +4,5 @@
 pub mod diff;
 pub mod views;
 pub mod words;
+pub mod find;
+pub mod stats;

@@ -3,6 +3,8 @@
 
 pub mod diff;
 pub mod dump;
+pub mod find;
+pub mod heads;
 pub mod info;
 pub mod show;
 pub mod views;

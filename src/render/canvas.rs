@@ -34,6 +34,20 @@ impl Canvas {
         }
     }
 
+    /// A canvas over existing RGB8 pixels (a picture drawn earlier, to mark up).
+    pub fn from_pixels(width: u32, height: u32, pixels: Vec<u8>) -> Canvas {
+        Canvas { width, height, pixels }
+    }
+
+    /// The colour of one pixel (black outside the canvas).
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        if x >= self.width || y >= self.height {
+            return [0, 0, 0];
+        }
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
+    }
+
     /// Fills a rectangle, clipped to the canvas.
     pub fn fill(&mut self, x: i64, y: i64, width: i64, height: i64, rgb: [u8; 3]) {
         let x0 = x.clamp(0, i64::from(self.width)) as usize;

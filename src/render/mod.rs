@@ -13,7 +13,10 @@ pub mod compare;
 mod colormap_tables;
 pub mod grid;
 pub mod heatmap;
+pub mod marks;
 pub mod report;
+pub mod heads_report;
+pub mod find_report;
 mod matrix;
 mod scale;
 mod text;
@@ -22,6 +25,7 @@ pub use colormap::Colormap;
 pub use compare::{compare_png, CompareOptions};
 pub use grid::{grid_png, GridOptions};
 pub use heatmap::{heatmap_png, HeatmapOptions, Layout, Mask, Scale};
+pub use marks::{mark_cells, CellMark};
 
 /// Why a picture could not be drawn. Each message names what the caller gave.
 #[derive(Debug, thiserror::Error)]

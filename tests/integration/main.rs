@@ -7,6 +7,8 @@ mod arch_llama;
 mod cli;
 mod diff;
 mod faithfulness;
+mod find;
+mod heads;
 mod helpers;
 mod render;
 mod source;

@@ -1,0 +1,155 @@
+//! `attnmap heads`: what every head does, over one text or a probe set, one
+//! text's maps at a time. Also the steps `find` shares: the texts and each
+//! text's maps at token or word level.
+
+use std::path::Path;
+
+use crate::analysis::stats::{Accumulator, HeadStats, Positions, COLUMNS};
+use crate::analysis::words;
+use crate::capture::Capture;
+use crate::cli::{HeadsArgs, InputArgs, ProbeArgs, StyleArgs};
+use crate::error::{Error, Result};
+use crate::output::{check_target_dir, write_file, write_stdout, StagedDir};
+use crate::render::{self, heads_report, CellMark, Colormap, HeatmapOptions, Scale};
+use crate::tokenize::Encoded;
+use crate::ui::Ui;
+
+use super::{encode, model_name, open_model, read_input, read_probe_file, Session};
+
+pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
+    let out_parent = match &args.out {
+        Some(dir) => Some(check_target_dir(dir, args.force)?),
+        None => None,
+    };
+    let texts = probe_texts(args.text.as_deref(), &args.probe)?;
+    let session = open_model(&args.model, ui)?;
+    let info = session.loaded.model.info();
+    let mut totals = Accumulator::new(info.layers, info.heads);
+    let bar = ui.progress_bar(texts.len() as u64, "texts");
+    for text in &texts {
+        let input = encode(&session, text)?;
+        let maps = TextMaps::run(&session, &input, args.probe.words)?;
+        totals.add(&maps.maps, &maps.positions, maps.causal);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let heads = totals.finish();
+    let report = heads_report::HeadsReport {
+        model: model_name(&session.files),
+        texts: texts.len(),
+        level: if args.probe.words { "words" } else { "tokens" },
+        causal: info.causal,
+        layers: info.layers,
+        heads_per_layer: info.heads,
+        heads,
+    };
+    if let (Some(dir), Some(parent)) = (&args.out, out_parent) {
+        write_pictures(dir, &parent, &report, &args.style)?;
+    }
+    let listed = sorted(&report.heads, args.sort.as_deref(), args.top);
+    let text = if args.json {
+        heads_report::json(&report)
+    } else if args.csv {
+        heads_report::csv(&report.heads)
+    } else {
+        heads_report::table(&report, &listed)
+    };
+    write_stdout(text.as_bytes())
+}
+
+/// The table's rows: by layer and head, or by a column (largest first; heads without a value last).
+fn sorted(heads: &[HeadStats], column: Option<&str>, top: Option<usize>) -> Vec<HeadStats> {
+    let mut rows = heads.to_vec();
+    match column {
+        None | Some("layer") => {}
+        Some("pattern") => rows.sort_by(|a, b| a.pattern.cmp(b.pattern)),
+        Some(name) => rows.sort_by(|a, b| {
+            let (x, y) = (a.get(name).unwrap_or(f64::NEG_INFINITY), b.get(name).unwrap_or(f64::NEG_INFINITY));
+            y.total_cmp(&x).then((a.layer, a.head).cmp(&(b.layer, b.head)))
+        }),
+    }
+    rows.truncate(top.unwrap_or(usize::MAX));
+    rows
+}
+
+/// One picture per column (layers down, heads across, each cell labelled with its value), heads.json, heads.csv.
+fn write_pictures(dir: &Path, parent: &Path, report: &heads_report::HeadsReport, style: &StyleArgs) -> Result<()> {
+    let staging = StagedDir::new(dir, parent)?;
+    let root = staging.path();
+    let colormap = Colormap::from_name(&style.colormap).unwrap_or(Colormap::Viridis);
+    for (column, name) in COLUMNS.iter().enumerate() {
+        if report.heads.iter().all(|h| h.values[column].is_none()) {
+            continue;
+        }
+        let values: Vec<f32> = report.heads.iter().map(|h| h.values[column].unwrap_or(0.0) as f32).collect();
+        let labels: Vec<Option<String>> = report.heads.iter().map(|h| h.values[column].map(|v| format!("{v:.2}"))).collect();
+        let title = format!("{name} per head · {} · {} text{} ({})", report.model, report.texts, if report.texts == 1 { "" } else { "s" }, report.level);
+        let bytes = layers_by_heads(&values, &labels, &[], report.layers, report.heads_per_layer, &title, name, colormap)?;
+        write_file(&root.join(format!("{name}.png")), &bytes)?;
+    }
+    write_file(&root.join("heads.json"), heads_report::json(report).as_bytes())?;
+    write_file(&root.join("heads.csv"), heads_report::csv(&report.heads).as_bytes())?;
+    staging.publish()
+}
+
+/// A layers x heads picture of one number per head, each cell labelled, some outlined.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn layers_by_heads(values: &[f32], labels: &[Option<String>], outlined: &[bool], layers: usize, heads: usize, title: &str, what: &str, colormap: Colormap) -> Result<Vec<u8>> {
+    let layer_labels: Vec<String> = (0..layers).map(|l| format!("L{l}")).collect();
+    let head_labels: Vec<String> = (0..heads).map(|h| format!("H{h}")).collect();
+    let max = values.iter().copied().fold(0f32, f32::max);
+    let options = HeatmapOptions {
+        title,
+        row_labels: &layer_labels,
+        col_labels: &head_labels,
+        colormap,
+        scale: Scale::Range { min: values.iter().copied().fold(0f32, f32::min), max: if max > 0.0 { max } else { 1.0 } },
+        colorbar_label: what,
+        row_caption: "layer",
+        col_caption: "head",
+        ..HeatmapOptions::default()
+    };
+    let png = render::heatmap_png(values, layers, heads, &options)?;
+    let layout = render::heatmap::layout(layers, heads, &options)?;
+    let marks: Vec<CellMark> = (0..layers * heads)
+        .map(|i| CellMark { row: i / heads, col: i % heads, text: labels.get(i).cloned().flatten(), outline: outlined.get(i).copied().unwrap_or(false) })
+        .collect();
+    Ok(render::mark_cells(&png, &layout, &marks)?)
+}
+
+/// The texts: one TEXT ('-' for stdin), or --texts FILE.
+pub(super) fn probe_texts(text: Option<&str>, probe: &ProbeArgs) -> Result<Vec<(String, Option<String>)>> {
+    match (text, &probe.texts) {
+        (Some(_), Some(_)) => Err(Error::Usage("give either a TEXT or --texts FILE, not both".into())),
+        (None, None) => Err(Error::Usage("give a TEXT ('-' for stdin) or a probe set with --texts FILE".into())),
+        (Some(text), None) => Ok(vec![read_input(&InputArgs { text: Some(text.to_string()), file: None, pair: probe.pair.clone() })?]),
+        (None, Some(path)) => read_probe_file(path, probe.pair.as_deref()),
+    }
+}
+
+/// One text's maps, `[layers * heads, n, n]`, over tokens or words.
+pub(super) struct TextMaps {
+    pub maps: Vec<f32>,
+    pub positions: Positions,
+    pub causal: bool,
+    /// The words of the input (also at token level: `find --pairs` names words).
+    pub words: Vec<words::Word>,
+}
+
+impl TextMaps {
+    pub fn run(session: &Session, input: &Encoded, by_words: bool) -> Result<Self> {
+        let capture = Capture::run(session.loaded.model.as_ref(), input, None, &[])?.capture;
+        Self::from_capture(&capture, by_words)
+    }
+
+    pub fn from_capture(capture: &Capture, by_words: bool) -> Result<Self> {
+        let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+        let words = words::words(&capture.input);
+        let (maps, positions) = if by_words {
+            (words::merge_maps(&dense, capture.seq, &words), Positions::words(&words))
+        } else {
+            (dense, Positions::tokens(&capture.input))
+        };
+        Ok(TextMaps { maps, positions, causal: capture.causal, words })
+    }
+}
