@@ -50,6 +50,15 @@ for i in $(seq 1 100); do
   echo "Ticket $i: the WhirlyGigs order $((i * 37)) arrived broken again, and support has not answered my emails."
 done >"$work/probes.txt"
 measure "diff model vs model, 100 probe texts" "$bin" -q diff --model .models/minilm --against .models/sre --texts "$work/probes.txt" --fail-above 1
+# Memory of a long probe set (issue #11): per-text metrics and only what --out draws are kept,
+# so 1 and 200 probe texts should peak alike (one run each: 200 texts take a minute or two).
+# Before, every map of both models was kept: 200 texts of ~110 tokens peaked at 1.8 GB, one at 0.2 GB.
+for i in $(seq 1 200); do
+  printf 'Ticket %s: ' "$i"; for _ in $(seq 1 12); do printf 'the WhirlyGigs order arrived broken and support never answered. '; done; echo
+done >"$work/long-probes.txt"
+head -n 1 "$work/long-probes.txt" >"$work/one-probe.txt"
+runs=1 measure "diff model vs model, 1 probe of ~170 tokens, --out" "$bin" -q diff --model .models/minilm --against .models/sre --texts "$work/one-probe.txt" --fail-above 1 --out "$work/out"
+runs=1 measure "diff model vs model, 200 probes of ~170 tokens, --out" "$bin" -q diff --model .models/minilm --against .models/sre --texts "$work/long-probes.txt" --fail-above 1 --out "$work/out"
 
 # SmolLM2-135M-Instruct Q4_1 GGUF (30 layers x 9 heads) at 128 tokens (issue #4):
 # show of the deepest layer (the whole forward pass runs), the dump of all 270
@@ -59,9 +68,11 @@ if [ -f "$gguf" ]; then
   long='On 14 March 2019, the small coastal town of Port Ellery opened its first public library in almost 80 years. The building, a converted 1920s warehouse on Harbour Street, cost roughly $2.4 million to renovate, and about 60% of that money came from local donations. Volunteers spent 7 months cataloguing 31,500 books, 1,200 maps and a surprising number of old ship logs. "We didn'"'"'t expect the logs," said Margaret Oyelaran, the head librarian. "Some of them date back'
   "$bin" -q dump "$long" --model "$gguf" --out "$work/probe"
   echo "SmolLM2 text: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq_len"])' "$work/probe/manifest.json") tokens"
+  measure "SmolLM2 GGUF info (header only)" "$bin" -q info --model "$gguf"
   measure "SmolLM2 GGUF show (one head, layer 29)" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png"
   measure "SmolLM2 GGUF dump (270 heads)" "$bin" -q dump "$long" --model "$gguf" --out "$work/out"
   measure "SmolLM2 GGUF show --quantized" "$bin" -q "$long" --model "$gguf" --layer 29 --head 8 -o "$work/map.png" --quantized
+  echo "longer inputs (2,048 and 8,192 tokens): benches/gguf.sh"
 fi
 
 # Views (issue #8) on MiniLM: norm and rollout must cost at most 1.5x show, at ~20 and 512

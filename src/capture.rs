@@ -18,8 +18,10 @@ pub struct Capture {
     pub seq: usize,
     /// Decoder attention: keys after the query are masked (exactly 0).
     pub causal: bool,
-    /// `[heads * seq * seq]` for each captured layer, `None` for layers not kept.
+    /// `[kept heads * seq * seq]` for each captured layer, `None` for layers not kept.
     layer_maps: Vec<Option<Vec<f32>>>,
+    /// The heads a captured layer holds, in order; `None` for all of them.
+    kept_heads: Option<Vec<usize>>,
     /// `[heads * seq]` ‖v_j W_O^h‖ per layer, kept only when `HookKind::ValueNorm` was asked for.
     value_norms: Vec<Option<Vec<f32>>>,
 }
@@ -27,6 +29,7 @@ pub struct Capture {
 /// The output of one forward pass: the capture, other hook values, and the last hidden states.
 pub struct Run {
     pub capture: Capture,
+    /// The other hook kinds asked for (the patterns are moved into `capture`).
     pub cache: ActivationCache,
     pub hidden: Tensor,
 }
@@ -35,7 +38,24 @@ impl Capture {
     /// Run `model` on `input`, keeping the patterns of `layers` (all when `None`)
     /// and any other hook kinds in `extra`.
     pub fn run(model: &dyn AttentionModel, input: &Encoded, layers: Option<Vec<usize>>, extra: &[HookKind]) -> Result<Run> {
+        Self::run_heads(model, input, layers, None, extra)
+    }
+
+    /// [`Capture::run`] keeping only the maps of `heads` (all when `None`): a long input's
+    /// attention is then computed in query blocks of which only those heads' rows are kept
+    /// (what `show` asks for), and the other heads' maps are never held whole.
+    pub fn run_heads(model: &dyn AttentionModel, input: &Encoded, layers: Option<Vec<usize>>, heads: Option<Vec<usize>>, extra: &[HookKind]) -> Result<Run> {
         let info = model.info();
+        if let Some(wanted) = &heads {
+            for &head in wanted {
+                check_head(info, head)?;
+            }
+        }
+        let kept_heads = heads.map(|mut h| {
+            h.sort_unstable();
+            h.dedup();
+            h
+        });
         if let Some(wanted) = &layers {
             for &layer in wanted {
                 check_layer(info, layer)?;
@@ -50,12 +70,13 @@ impl Capture {
         }
         let mut kinds = vec![HookKind::Pattern];
         kinds.extend(extra.iter().copied().filter(|k| *k != HookKind::Pattern));
-        let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() });
+        let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() }).with_pattern_heads(kept_heads.clone());
         let hidden = model.forward(input, &mut cache)?;
         let seq = input.len();
         let mut layer_maps = vec![None; info.layers];
         for (layer, slot) in layer_maps.iter_mut().enumerate() {
-            if let Some(pattern) = cache.get(HookPoint::new(layer, HookKind::Pattern)) {
+            // Moved out of the cache, so a long input's maps are not held twice once copied.
+            if let Some(pattern) = cache.take(HookPoint::new(layer, HookKind::Pattern)) {
                 *slot = Some(pattern.flatten_all()?.to_vec1::<f32>()?);
             }
         }
@@ -65,7 +86,7 @@ impl Capture {
                 *slot = Some(norms.flatten_all()?.to_vec1::<f32>()?);
             }
         }
-        let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps, value_norms };
+        let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps, kept_heads, value_norms };
         capture.check_finite()?;
         Ok(Run { capture, cache, hidden })
     }
@@ -82,7 +103,7 @@ impl Capture {
             )));
         }
         let layer_maps = values.chunks(per_layer).map(|c| Some(c.to_vec())).collect();
-        Ok(Capture { input, layers, heads, seq, causal, layer_maps, value_norms: vec![None; layers] })
+        Ok(Capture { input, layers, heads, seq, causal, layer_maps, kept_heads: None, value_norms: vec![None; layers] })
     }
 
     /// Add value norms (`[layers, heads, seq]`, e.g. read back from a file) to a capture.
@@ -95,8 +116,11 @@ impl Capture {
         Ok(self)
     }
 
-    /// One layer's patterns, `[heads, query, key]`, if captured.
+    /// One layer's patterns, `[heads, query, key]`, if captured with every head.
     pub fn layer(&self, layer: usize) -> Option<&[f32]> {
+        if self.kept_heads.is_some() {
+            return None;
+        }
         self.layer_maps.get(layer)?.as_deref()
     }
 
@@ -109,11 +133,18 @@ impl Capture {
     pub fn head(&self, layer: usize, head: usize) -> Option<&[f32]> {
         let per_head = self.seq * self.seq;
         let maps = self.layer_maps.get(layer)?.as_ref()?;
-        maps.get(head * per_head..(head + 1) * per_head)
+        let slot = match &self.kept_heads {
+            Some(kept) => kept.iter().position(|&h| h == head)?,
+            None => head,
+        };
+        maps.get(slot * per_head..(slot + 1) * per_head)
     }
 
     /// Every head of every layer, `[layers, heads, query, key]`, if all layers were captured.
     pub fn dense(&self) -> Option<Vec<f32>> {
+        if self.kept_heads.is_some() {
+            return None;
+        }
         let mut all = Vec::with_capacity(self.layers * self.heads * self.seq * self.seq);
         for maps in &self.layer_maps {
             all.extend_from_slice(maps.as_ref()?);
@@ -131,9 +162,10 @@ impl Capture {
         for (layer, maps) in self.layer_maps.iter().enumerate() {
             let Some(maps) = maps else { continue };
             if let Some(index) = maps.iter().position(|v| !v.is_finite()) {
+                let slot = index / per_head;
                 return Err(Error::NonFinite {
                     layer,
-                    head: index / per_head,
+                    head: self.kept_heads.as_ref().map_or(slot, |kept| kept[slot]),
                     query: index % per_head / self.seq,
                     key: index % self.seq,
                     value: maps[index],

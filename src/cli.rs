@@ -60,6 +60,7 @@ pub enum Command {
     /// Compare the maps of two model versions, head by head; exit 1 past a threshold (for CI).
     Diff(DiffArgs),
     /// Describe a model: architecture, layers, heads, max positions, where it was loaded from.
+    /// Reads config.json or the GGUF header only (instant); the weights are checked by show and dump.
     Info(InfoArgs),
     /// What every head does: entropy, weight on the first token, specials, punctuation, itself, neighbours.
     Heads(HeadsArgs),
@@ -237,11 +238,23 @@ pub enum MetricArg {
     Jsd,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AggregateArg {
+    /// Judge each head by the text it changed most on (a gate: one bad text fails).
+    Worst,
+    /// Judge each head by its mean over the texts.
+    Mean,
+}
+
 const DIFF_EXAMPLES: &str = "\
 Examples:
   attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap diff --model sentence-transformers/all-MiniLM-L6-v2 --against ./finetuned \"The WhirlyGigs arrived broken\"
   attnmap diff --model ./v1 --against ./v2 --texts probes.txt --markdown --out report/ --fail-above 0.02
+  attnmap diff --model ./v1 --against ./v2 --texts probes.txt --fail-above 0.02 --aggregate mean
+
+By default a head fails when its metric on any one text is above --fail-above;
+--aggregate mean judges its mean over the texts instead.
 
 Exit status, like diff(1): 0 when no head exceeds the threshold, 1 when one does, 2 on error.";
 
@@ -280,9 +293,15 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = MetricArg::Jsd)]
     pub metric: MetricArg,
 
-    /// Fail (exit 1) when any head's metric is above this. The default 0 fails on any change, like diff(1).
+    /// Fail (exit 1) when any head's metric on any one text is above this (see --aggregate).
+    /// The default 0 fails on any change, like diff(1).
     #[arg(long, value_name = "X", default_value_t = 0.0)]
     pub fail_above: f64,
+
+    /// How a head's metric over the probe texts meets --fail-above: `worst` (any one text
+    /// past it fails the run) or `mean` (its average over the texts must be past it).
+    #[arg(long, value_enum, default_value_t = AggregateArg::Worst, value_name = "HOW")]
+    pub aggregate: AggregateArg,
 
     /// How many of the most-changed heads to list (and draw with --out).
     #[arg(long, value_name = "N", default_value_t = 10)]

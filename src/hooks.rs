@@ -80,6 +80,11 @@ pub trait HookSink {
     fn last_layer(&self) -> Option<usize> {
         None
     }
+    /// The heads whose `hook_pattern` the sink keeps at `layer`, or `None` for all of
+    /// them: attention of long inputs then keeps only these maps ([`crate::model::attention::attend`]).
+    fn pattern_heads(&self, _layer: usize) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// Which hook points to keep: kinds, at some layers (all layers when `layers` is `None`).
@@ -110,11 +115,22 @@ impl HookFilter {
 pub struct ActivationCache {
     filter: HookFilter,
     entries: BTreeMap<HookPoint, Tensor>,
+    pattern_heads: Option<Vec<usize>>,
 }
 
 impl ActivationCache {
     pub fn new(filter: HookFilter) -> Self {
-        Self { filter, entries: BTreeMap::new() }
+        Self { filter, entries: BTreeMap::new(), pattern_heads: None }
+    }
+
+    /// Keep the patterns of these heads only (`[heads.len(), query, key]`, in this order).
+    pub fn with_pattern_heads(self, heads: Option<Vec<usize>>) -> Self {
+        Self { pattern_heads: heads, ..self }
+    }
+
+    /// Take a value out of the cache (no copy stays behind).
+    pub fn take(&mut self, point: HookPoint) -> Option<Tensor> {
+        self.entries.remove(&point)
     }
 
     pub fn get(&self, point: HookPoint) -> Option<&Tensor> {
@@ -148,6 +164,10 @@ impl HookSink for ActivationCache {
 
     fn last_layer(&self) -> Option<usize> {
         self.filter.layers.as_ref().and_then(|ls| ls.iter().max().copied())
+    }
+
+    fn pattern_heads(&self, _layer: usize) -> Option<Vec<usize>> {
+        self.pattern_heads.clone()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Where bytes go: files written atomically (temp file + rename, so a crash
-//! never leaves half a file), stdout, and the small numeric formats (.npy).
+//! never leaves half a file), stdout, and the small numeric formats (.npy, in [`npy`]).
 
 use std::fs;
 use std::io::Write;
@@ -7,54 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Encode a float32 C-order array as NumPy `.npy` (format 1.0).
-pub fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
-    // The header (with magic, version and length) is padded to a multiple of 64 and ends in '\n'.
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 4);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for value in values {
-        bytes.extend_from_slice(&value.to_le_bytes());
-    }
-    bytes
-}
+pub mod npy;
 
-/// Read back a float32 `.npy` written by [`npy_f32`]: its shape and values.
-pub fn read_npy_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("not a .npy file".into());
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-        v => return Err(format!("unsupported .npy version {v}")),
-    };
-    let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or("truncated .npy header")?)
-        .map_err(|_| "the .npy header is not text")?;
-    if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
-        return Err(format!("only little-endian float32 C-order arrays are read, got {}", header.trim()));
-    }
-    let shape_text = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or("the .npy header has no shape")?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| format!("bad .npy shape {shape_text}")))
-        .collect::<std::result::Result<_, _>>()?;
-    let data = &bytes[start + header_len..];
-    let count: usize = shape.iter().product();
-    if data.len() != count * 4 {
-        return Err(format!("the .npy data has {} bytes but shape {shape:?} needs {}", data.len(), count * 4));
-    }
-    Ok((shape, data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
-}
+pub use npy::{npy_f32, read_npy_f32};
 
 /// The folder a path lives in; "." for a bare file name.
 fn parent_of(path: &Path) -> PathBuf {
@@ -168,6 +123,11 @@ impl StagedDir {
 
     /// Move the finished folder into place; an old folder is removed only after the new one is there.
     pub fn publish(self) -> Result<()> {
+        // For the tests only: hold the finished staging folder this many milliseconds, so a
+        // test can interrupt a run at its most delicate moment for certain, not by luck.
+        if let Some(ms) = std::env::var("ATTNMAP_TEST_PAUSE_BEFORE_PUBLISH_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let staging_path = self.staging.path().to_path_buf();
         let result = publish(self.staging, &self.target);
         track(&staging_path, false);
@@ -229,20 +189,5 @@ pub fn write_stdout(bytes: &[u8]) -> Result<()> {
     match out.write_all(bytes).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::output("<stdout>", e)),
         _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_round_trips_and_is_aligned() {
-        let values: Vec<f32> = (0..24).map(|i| i as f32 / 7.0).collect();
-        let bytes = npy_f32(&[2, 3, 4], &values);
-        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-        assert_eq!((10 + header_len) % 64, 0);
-        assert_eq!(read_npy_f32(&bytes).unwrap(), (vec![2, 3, 4], values));
-        assert_eq!(read_npy_f32(&npy_f32(&[5], &[1.0; 5])).unwrap().0, vec![5]);
     }
 }

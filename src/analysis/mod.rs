@@ -4,5 +4,6 @@
 pub mod diff;
 pub mod views;
 pub mod words;
+pub mod patterns;
 pub mod find;
 pub mod stats;

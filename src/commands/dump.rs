@@ -28,7 +28,7 @@ use crate::hooks::HookKind;
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::{check_target_dir, npy_f32, write_file, StagedDir};
-use crate::render::{self, Colormap, GridOptions, Mask};
+use crate::render::{self, Colormap, GridOptions, Mask, Scale};
 
 use super::views::{picture, scale_of, Axis};
 use super::{encode, heatmap, model_name, open_model, read_input};
@@ -97,6 +97,8 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
             title: &grid_title,
             colormap: Colormap::from_name(&args.style.colormap).unwrap_or(Colormap::Viridis),
             scale_per_head: args.style.scale == ScaleArg::Auto,
+            // As heads/*.png: --scale fixed puts every tile on 0..1.
+            fixed_scale: (args.style.scale == ScaleArg::Fixed).then_some(Scale::Range { min: 0.0, max: 1.0 }),
             mask: if capture.causal { Mask::Causal } else { Mask::None },
             ..GridOptions::default()
         },

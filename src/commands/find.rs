@@ -67,6 +67,7 @@ impl WordRef {
 pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
     let relation = relation(args)?;
     check_numbers(args)?;
+    super::check_picture_flags(&args.style, args.out.as_deref(), args.force, false)?;
     let out_parent = match &args.out {
         Some(dir) => Some(check_target_dir(dir, args.force)?),
         None => None,
@@ -200,6 +201,13 @@ fn relation(args: &FindArgs) -> Result<Relation> {
 fn check_numbers(args: &FindArgs) -> Result<()> {
     if args.trials < 1 {
         return Err(Error::Usage("--trials 0: the null needs at least 1 trial (1000 gives p-values down to 0.001)".into()));
+    }
+    // Each null has its own count; the other's would be accepted and ignored.
+    if args.null == NullArg::Shuffle && args.trials != 1000 {
+        return Err(Error::Usage("--trials counts the keys null's draws; with --null shuffle, set --shuffles instead".into()));
+    }
+    if args.null == NullArg::Keys && args.shuffles != 20 {
+        return Err(Error::Usage("--shuffles counts the shuffle null's passes; add --null shuffle, or set --trials for the keys null".into()));
     }
     if args.shuffles < 1 {
         return Err(Error::Usage("--shuffles 0: the shuffle null needs at least 1 shuffle (20 is the default)".into()));

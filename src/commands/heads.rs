@@ -17,6 +17,7 @@ use crate::ui::Ui;
 use super::{encode, model_name, open_model, read_input, read_probe_file, Session};
 
 pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
+    super::check_picture_flags(&args.style, args.out.as_deref(), args.force, false)?;
     let out_parent = match &args.out {
         Some(dir) => Some(check_target_dir(dir, args.force)?),
         None => None,

@@ -27,16 +27,43 @@ pub struct Session {
     pub loaded: Loaded,
 }
 
+/// `--colormap`, `--scale` and `--force` act only on the pictures `--out DIR` writes: without
+/// it they are refused, not accepted and ignored. `scale_honoured` is false where a command's
+/// pictures are scaled to their own figures, so `--scale` would do nothing even with --out.
+pub fn check_picture_flags(style: &StyleArgs, out: Option<&Path>, force: bool, scale_honoured: bool) -> Result<()> {
+    let given = [(style.colormap != "viridis", "--colormap"), (style.scale != ScaleArg::Auto, "--scale"), (force, "--force")];
+    if let Some((_, flag)) = given.iter().find(|(given, _)| *given).filter(|_| out.is_none()) {
+        return Err(Error::Usage(format!("{flag} applies to the pictures written with --out DIR; add --out DIR, or leave {flag} out")));
+    }
+    if !scale_honoured && style.scale != ScaleArg::Auto {
+        return Err(Error::Usage("--scale does not apply here: these pictures are coloured over their figures' own range; leave --scale out".into()));
+    }
+    Ok(())
+}
+
 /// Resolve `--model`, load it, and say on stderr where it came from.
 pub fn open_model(args: &ModelArgs, ui: &Ui) -> Result<Session> {
+    let files = find_model(args, ui)?;
+    let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
+    Ok(Session { files, loaded })
+}
+
+/// Where the model's files are (downloading them if need be), said on stderr unless quiet.
+pub fn find_model(args: &ModelArgs, ui: &Ui) -> Result<ModelFiles> {
+    // A local folder or file has no revisions: --revision would silently do nothing.
+    if args.revision != "main" && Path::new(&args.model).exists() {
+        return Err(Error::Usage(format!(
+            "--revision {} applies to Hub models; {} is a local path, which has no revisions (check out the version you want there, or leave --revision out)",
+            args.revision, args.model
+        )));
+    }
     let mut env = HubEnv::from_env()?;
     env.progress = ui.progress();
     let files = source::resolve(&args.model, &args.revision, &env)?;
     if !ui.quiet {
         eprintln!("attnmap: {}", files.describe());
     }
-    let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
-    Ok(Session { files, loaded })
+    Ok(files)
 }
 
 /// The text (and pair) the user gave: argument, '-' for stdin, or --file. Read before

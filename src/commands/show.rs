@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::capture::{check_head, check_layer, Capture};
-use crate::cli::{FormatArg, ShowArgs};
+use crate::cli::{FormatArg, ScaleArg, ShowArgs};
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
@@ -44,8 +44,16 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     if view == View::Flow {
         check_flow_size(layer + 1, input.len())?;
     }
-    let layers = if view.per_head() { vec![layer] } else { (0..=layer).collect() };
-    let run = Capture::run(session.loaded.model.as_ref(), &input, Some(layers), view.hooks())?;
+    let model = session.loaded.model.as_ref();
+    let run = match head {
+        // Only this head's map is kept: long inputs then need memory for one map, not every head's
+        // (norm with --scale fixed spans the whole layer, so it keeps every head).
+        Some(head) if !(view == View::Norm && args.style.scale == ScaleArg::Fixed) => {
+            Capture::run_heads(model, &input, Some(vec![layer]), Some(vec![head]), view.hooks())?
+        }
+        Some(_) => Capture::run(model, &input, Some(vec![layer]), view.hooks())?,
+        None => Capture::run(model, &input, Some((0..=layer).collect()), view.hooks())?,
+    };
     let capture = run.capture;
     let name = model_name(&session.files);
     let axis = Axis::of(&capture, args.words);
@@ -120,6 +128,18 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
 }
 
 fn output_format(args: &ShowArgs) -> Result<FormatArg> {
+    let format = picture_or_numbers(args)?;
+    // Colours only exist in a picture: .npy and .json carry the weights themselves.
+    if format != FormatArg::Png {
+        let style = [(args.style.colormap != "viridis", "--colormap"), (args.style.scale != ScaleArg::Auto, "--scale")];
+        if let Some((_, flag)) = style.iter().find(|(given, _)| *given) {
+            return Err(Error::Usage(format!("{flag} applies to PNG pictures; {} output carries the weights themselves, so leave {flag} out", extension(format))));
+        }
+    }
+    Ok(format)
+}
+
+fn picture_or_numbers(args: &ShowArgs) -> Result<FormatArg> {
     if let Some(format) = args.format {
         return Ok(format);
     }

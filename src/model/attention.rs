@@ -3,42 +3,92 @@
 //! candle-transformers keeps the softmax weights in a private local, so attnmap
 //! carries this copy. It follows transformers' `eager_attention_forward`
 //! (transformers 4.5x, e.g. models/bert/modeling_bert.py): scores = QK^T *
-//! d^-1/2, plus an additive mask, softmax over keys in f32, then P V.
+//! d^-1/2, plus an additive mask, softmax over keys in f32, then P V. The scale,
+//! mask and softmax run as one fused op ([`super::kernels::masked_softmax`]),
+//! and long inputs run in blocks of queries ([`block_rows`]).
 //! What it adds: `hook_pattern`, `hook_v`, `hook_z`, `hook_result` and
 //! `hook_value_norm` are pushed to the sink as they are computed.
 
 use candle_core::Tensor;
 
+pub use super::kernels::Mask;
+use super::kernels::masked_softmax;
+
 use crate::error::Result;
 use crate::hooks::{HookKind, HookPoint, HookSink};
+
+/// Scores held at once per layer, in f32 values: longer inputs are computed in
+/// blocks of queries (`[heads, block, keys]` at a time), so memory grows with
+/// seq x block instead of seq x seq. 2^22 values (16 MiB) keeps MiniLM's 512
+/// tokens and SmolLM2's 680 in one block, where blocking would only cost time.
+const SCORE_BUDGET: usize = 1 << 22;
+
+/// Queries per block for `heads` heads over `keys` keys.
+pub fn block_rows(heads: usize, keys: usize) -> usize {
+    (SCORE_BUDGET / (heads * keys).max(1)).max(1)
+}
 
 /// Run attention for one layer. `q` is `[heads, seq, d]`; `k` and `v` are
 /// `[kv_heads, seq, d]` (kv_heads divides heads: grouped-query attention repeats
 /// each KV head for `heads / kv_heads` query heads, as transformers' repeat_kv).
-/// `mask` is added to the scores (`[seq, seq]`, 0 or -inf). Returns z, `[heads, seq, d]`.
-pub fn attend(
-    layer: usize,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    scale: f64,
-    sink: &mut dyn HookSink,
-) -> Result<Tensor> {
-    let heads = q.dim(0)?;
+/// `mask` says which keys each query sees. Returns z, `[heads, seq, d]`.
+///
+/// The pattern is computed in query blocks of [`block_rows`] and recorded at
+/// `hook_pattern` for the heads the sink keeps ([`HookSink::pattern_heads`]);
+/// the blocks of the other heads are dropped as soon as they are multiplied by V.
+pub fn attend(layer: usize, q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask, scale: f64, sink: &mut dyn HookSink) -> Result<Tensor> {
+    attend_in_blocks(layer, q, k, v, mask, scale, sink, block_rows(q.dim(0)?, k.dim(1)?))
+}
+
+/// [`attend`] with an explicit block size (tests compare block sizes).
+#[allow(clippy::too_many_arguments)]
+pub fn attend_in_blocks(layer: usize, q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask, scale: f64, sink: &mut dyn HookSink, rows: usize) -> Result<Tensor> {
+    let (heads, seq, _) = q.dims3()?;
     let kv_heads = k.dim(0)?;
+    let keys = k.dim(1)?;
     if sink.wants(HookPoint::new(layer, HookKind::V)) {
         sink.record(HookPoint::new(layer, HookKind::V), &v.transpose(0, 1)?.contiguous()?)?;
     }
     let (k, v) = if kv_heads == heads { (k.clone(), v.clone()) } else { (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?) };
-    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
-    let scores = match mask {
-        Some(mask) => scores.broadcast_add(mask)?,
-        None => scores,
+    let (q, k_t, v) = (q.contiguous()?, k.t()?.contiguous()?, v.contiguous()?);
+    let pattern_point = HookPoint::new(layer, HookKind::Pattern);
+    let kept: Vec<usize> = match sink.pattern_heads(layer) {
+        _ if !sink.wants(pattern_point) => Vec::new(),
+        Some(heads_kept) => heads_kept.into_iter().filter(|&h| h < heads).collect(),
+        None => (0..heads).collect(),
     };
-    let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
-    sink.record(HookPoint::new(layer, HookKind::Pattern), &pattern)?;
-    let z = pattern.matmul(&v.contiguous()?)?;
+    let rows = rows.max(1);
+    let z = if rows >= seq {
+        let pattern = masked_softmax(&q.matmul(&k_t)?, scale, mask, 0)?;
+        if kept.len() == heads {
+            sink.record(pattern_point, &pattern)?;
+        } else if !kept.is_empty() {
+            let index = Tensor::new(kept.iter().map(|&h| h as u32).collect::<Vec<_>>(), q.device())?;
+            sink.record(pattern_point, &pattern.index_select(&index, 0)?)?;
+        }
+        pattern.matmul(&v)?
+    } else {
+        // Only the kept heads' rows are copied out of each block, straight into their place.
+        let mut maps = vec![0f32; kept.len() * seq * keys];
+        let mut blocks = Vec::with_capacity(seq.div_ceil(rows));
+        for start in (0..seq).step_by(rows) {
+            let n = rows.min(seq - start);
+            let pattern = masked_softmax(&q.narrow(1, start, n)?.contiguous()?.matmul(&k_t)?, scale, mask, start)?;
+            if !kept.is_empty() {
+                let values = pattern.flatten_all()?.to_vec1::<f32>()?;
+                for (slot, &head) in kept.iter().enumerate() {
+                    let from = &values[head * n * keys..(head + 1) * n * keys];
+                    let to = (slot * seq + start) * keys;
+                    maps[to..to + n * keys].copy_from_slice(from);
+                }
+            }
+            blocks.push(pattern.matmul(&v)?);
+        }
+        if !kept.is_empty() {
+            sink.record(pattern_point, &Tensor::from_vec(maps, (kept.len(), seq, keys), q.device())?)?;
+        }
+        Tensor::cat(&blocks, 1)?
+    };
     if sink.wants(HookPoint::new(layer, HookKind::Z)) {
         sink.record(HookPoint::new(layer, HookKind::Z), &z.transpose(0, 1)?.contiguous()?)?;
     }
@@ -98,10 +148,94 @@ fn repeat_kv(x: &Tensor, times: usize) -> candle_core::Result<Tensor> {
     x.unsqueeze(1)?.expand((kv_heads, times, seq, d))?.reshape((kv_heads * times, seq, d))
 }
 
-/// The causal mask: 0 on and below the diagonal, -inf above.
-pub fn causal_mask(seq: usize) -> Result<Tensor> {
-    let values: Vec<f32> = (0..seq)
-        .flat_map(|q| (0..seq).map(move |k| if k > q { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(values, (seq, seq), &candle_core::Device::Cpu)?)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::{ActivationCache, HookFilter};
+    use candle_core::Device;
+
+    /// Fixed pseudo-random values (a hash, no RNG crate), roughly in [-2, 2].
+    fn values(shape: (usize, usize, usize), seed: u64) -> Tensor {
+        let n = shape.0 * shape.1 * shape.2;
+        let v: Vec<f32> = (0..n as u64).map(|i| (((i + 1) * 2654435761 + seed * 40503) % 1_000_003) as f32 / 250_000.0 - 2.0).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn run(mask: Mask, rows: usize, heads: Option<Vec<usize>>) -> (Vec<f32>, Vec<f32>) {
+        let (q, k, v) = (values((4, 37, 8), 1), values((2, 37, 8), 2), values((2, 37, 8), 3));
+        let mut cache = ActivationCache::new(HookFilter::all_patterns()).with_pattern_heads(heads);
+        let z = attend_in_blocks(0, &q, &k, &v, mask, 0.35, &mut cache, rows).unwrap();
+        let pattern = cache.take(HookPoint::new(0, HookKind::Pattern)).unwrap();
+        (pattern.flatten_all().unwrap().to_vec1().unwrap(), z.flatten_all().unwrap().to_vec1().unwrap())
+    }
+
+    const MASKS: [Mask; 3] = [Mask::None, Mask::Causal { window: None }, Mask::Causal { window: Some(5) }];
+
+    /// Query blocks change how much is held at once, not a single bit of the maps or of z.
+    #[test]
+    fn blocks_equal_one_block_bit_for_bit() {
+        for mask in MASKS {
+            let (pattern, z) = run(mask, 37, None);
+            for rows in [1, 5, 36] {
+                let (blocked_pattern, blocked_z) = run(mask, rows, None);
+                assert!(pattern == blocked_pattern, "{mask:?}, blocks of {rows}: patterns differ");
+                assert!(z == blocked_z, "{mask:?}, blocks of {rows}: z differs");
+            }
+            // Keeping one head keeps exactly that head's map, blocked or not.
+            let per_head = 37 * 37;
+            for rows in [37, 5] {
+                let (head, _) = run(mask, rows, Some(vec![2]));
+                assert!(head == pattern[2 * per_head..3 * per_head], "{mask:?}, blocks of {rows}: head 2 differs");
+            }
+        }
+    }
+
+    /// The fused op against the unfused arithmetic it replaces (candle's scale, additive
+    /// -inf mask and softmax_last_dim): the same up to float rounding, exactly 0 where masked.
+    #[test]
+    fn fused_softmax_matches_the_unfused_arithmetic() {
+        let scores = values((3, 37, 37), 9);
+        for mask in MASKS {
+            let additive: Vec<f32> =
+                (0..37).flat_map(|q| (0..37).map(move |k| if mask.visible(q, 37).contains(&k) { 0.0 } else { f32::NEG_INFINITY })).collect();
+            let additive = Tensor::from_vec(additive, (37, 37), &Device::Cpu).unwrap();
+            let reference = candle_nn::ops::softmax_last_dim(&(&scores * 0.35).unwrap().broadcast_add(&additive).unwrap()).unwrap();
+            let reference: Vec<f32> = reference.flatten_all().unwrap().to_vec1().unwrap();
+            let fused: Vec<f32> = crate::model::kernels::masked_softmax(&scores, 0.35, mask, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for (a, b) in fused.iter().zip(&reference) {
+                // A few ulp of weights below 1: exp within 2 ulp, a sum in another order.
+                assert!((a - b).abs() <= 4e-7, "{mask:?}: {a} against {b}");
+                assert_eq!(*a == 0.0, *b == 0.0, "{mask:?}: masked entries must be exactly 0");
+            }
+        }
+    }
+
+    /// The kernels split rows across threads but compute each row alone: any pool size gives the same bits.
+    #[test]
+    fn kernels_are_bit_identical_across_thread_counts() {
+        let scores = values((3, 37, 700), 4);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let p = crate::model::kernels::masked_softmax(&scores, 0.2, Mask::Causal { window: None }, 3).unwrap();
+                let g = crate::model::kernels::gelu_erf(&scores).unwrap();
+                (p.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
+        };
+        let one = on(1);
+        for threads in [2, 3, 8] {
+            assert!(on(threads) == one, "{threads} threads differ from 1");
+        }
+    }
+
+    /// Exact GELU within 2 ulp-ish of candle's f64 evaluation (what the model used before).
+    #[test]
+    fn gelu_matches_candle_gelu_erf() {
+        let x = values((1, 50, 1000), 5);
+        let ours: Vec<f32> = crate::model::kernels::gelu_erf(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let theirs: Vec<f32> = x.gelu_erf().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() <= 4e-7 * b.abs().max(1.0), "{a} against {b}");
+        }
+    }
 }

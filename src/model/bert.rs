@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::HookSink;
@@ -60,6 +60,25 @@ impl Config {
 }
 
 impl Architecture for Config {
+    fn info(&self) -> ArchInfo {
+        let (hidden, heads) = (self.hidden_size, self.num_attention_heads);
+        let prefix = match self.variant {
+            Variant::Bert => "bert",
+            Variant::Roberta => "roberta",
+        };
+        ArchInfo {
+            family: prefix,
+            layers: self.num_hidden_layers,
+            heads,
+            kv_heads: heads,
+            head_dim: hidden / heads,
+            hidden,
+            max_positions: self.max_tokens(),
+            vocab_size: self.vocab_size,
+            causal: false,
+        }
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         check_geometry(self.hidden_size, self.num_attention_heads, self.num_hidden_layers)?;
         if let Some(kind) = self.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
@@ -132,17 +151,25 @@ pub(super) fn encode(layers: &[Layer], embedded: Tensor, info: &ArchInfo, act: A
         let q = split_heads(&layer.query.forward(&hidden)?, info.heads)?;
         let k = split_heads(&layer.key.forward(&hidden)?, info.heads)?;
         let v = split_heads(&layer.value.forward(&hidden)?, info.heads)?;
-        let z = attend(index, &q, &k, &v, None, scale, sink)?;
+        let z = attend(index, &q, &k, &v, Mask::None, scale, sink)?;
         record_result(index, &z, layer.attn_out.weight(), sink)?;
         record_value_norm(index, &v, layer.attn_out.weight(), sink)?;
         let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&merge_heads(&z)?)? + &hidden)?)?;
-        let inner = act.forward(&layer.intermediate.forward(&attended)?)?;
+        let inner = activate(act, &layer.intermediate.forward(&attended)?)?;
         hidden = layer.out_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;
         if index >= last {
             break;
         }
     }
     Ok(hidden)
+}
+
+/// `act` applied to `x`; exact GELU (BERT's "gelu") through the vectorised kernel.
+pub(super) fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
+    match act {
+        Activation::Gelu => super::kernels::gelu_erf(x),
+        other => Ok(other.forward(x)?),
+    }
 }
 
 pub struct Bert {
@@ -187,19 +214,8 @@ impl Bert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let heads = config.num_attention_heads;
         Ok(Self {
-            info: ArchInfo {
-                family: prefix,
-                layers: config.num_hidden_layers,
-                heads,
-                kv_heads: heads,
-                head_dim: hidden / heads,
-                hidden,
-                max_positions: config.max_tokens(),
-                vocab_size: config.vocab_size,
-                causal: false,
-            },
+            info: Architecture::info(config),
             variant: config.variant,
             pad_token_id: config.pad_token_id.unwrap_or_default(),
             act: config.hidden_act,

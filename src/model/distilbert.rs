@@ -73,6 +73,21 @@ fn default_positions() -> usize {
 }
 
 impl Architecture for Config {
+    fn info(&self) -> ArchInfo {
+        let (hidden, heads) = (self.dim, self.n_heads);
+        ArchInfo {
+            family: "distilbert",
+            layers: self.n_layers,
+            heads,
+            kv_heads: heads,
+            head_dim: hidden / heads,
+            hidden,
+            max_positions: self.max_position_embeddings,
+            vocab_size: self.vocab_size,
+            causal: false,
+        }
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         check_geometry(self.dim, self.n_heads, self.n_layers)
     }
@@ -117,19 +132,8 @@ impl DistilBert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let heads = config.n_heads;
         Ok(Self {
-            info: ArchInfo {
-                family: "distilbert",
-                layers: config.n_layers,
-                heads,
-                kv_heads: heads,
-                head_dim: hidden / heads,
-                hidden,
-                max_positions: config.max_position_embeddings,
-                vocab_size: config.vocab_size,
-                causal: false,
-            },
+            info: Architecture::info(config),
             act: config.activation,
             word: candle_nn::embedding(config.vocab_size, hidden, emb.pp("word_embeddings"))?,
             position: candle_nn::embedding(config.max_position_embeddings, hidden, emb.pp("position_embeddings"))?,

@@ -14,7 +14,8 @@
 //!   or kept for candle's quantized matmuls with `--quantized`.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -30,24 +31,26 @@ use crate::error::{first_line, Error, Result};
 /// `general.architecture` values attnmap can load.
 pub const SUPPORTED: &[&str] = &["llama"];
 
-/// A GGUF file read into memory, with its metadata and tensor directory parsed.
+/// A GGUF file's metadata and tensor directory; tensors are read from the file
+/// one at a time when asked for, so the file is never held whole in memory.
 pub(crate) struct GgufFile {
     pub path: PathBuf,
-    /// The whole file: one read, then candle's reader parses tens of thousands of
-    /// vocabulary strings from memory instead of with a system call each.
-    bytes: Vec<u8>,
     content: Content,
 }
 
 impl GgufFile {
+    /// Read the header only (metadata and tensor directory), through a buffer so
+    /// that tens of thousands of vocabulary strings cost no system call each.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?;
+        let file = File::open(path).map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?;
+        let file_len = file.metadata().map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?.len();
+        let mut reader = BufReader::with_capacity(1 << 20, file);
         let invalid = |why: String| Error::model_file(path, format!("is not a valid GGUF file ({why}); download it again or convert it with llama.cpp"));
-        let content = crate::error::contain_panics(|| Content::read(&mut Cursor::new(&bytes)))
+        let content = crate::error::contain_panics(|| Content::read(&mut reader))
             .ok_or_else(|| invalid("its header is malformed".into()))?
             .map_err(|e| invalid(first_line(&e)))?;
-        let gguf = Self { path: path.to_path_buf(), content, bytes };
-        gguf.check_extents(gguf.bytes.len() as u64)?;
+        let gguf = Self { path: path.to_path_buf(), content };
+        gguf.check_extents(file_len)?;
         Ok(gguf)
     }
 
@@ -153,17 +156,17 @@ impl GgufFile {
         self.content.tensor_infos.contains_key(name)
     }
 
-    fn tensor(&self, name: &str) -> Result<QTensor> {
+    fn tensor(&self, reader: &mut BufReader<File>, name: &str) -> Result<QTensor> {
         if !self.has_tensor(name) {
             return Err(Error::model_file(&self.path, format!("has no tensor {name}; the file is incomplete or not a llama model")));
         }
         self.content
-            .tensor(&mut Cursor::new(&self.bytes), name, &Device::Cpu)
+            .tensor(reader, name, &Device::Cpu)
             .map_err(|e| Error::model_file(&self.path, format!("cannot read tensor {name} ({}); download the file again", first_line(&e))))
     }
 
     /// How many tensors of each quantization type the file holds, e.g. "Q4_1 x210, F32 x61, Q8_0 x1".
-    fn dtype_summary(&self) -> String {
+    pub fn dtype_summary(&self) -> String {
         let mut counts: Vec<(String, usize)> = Vec::new();
         for info in self.content.tensor_infos.values() {
             let name = format!("{:?}", info.ggml_dtype);
@@ -192,16 +195,34 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let summary = gguf.dtype_summary();
     let tensors = read_tensors(&gguf, &config, options.quantized)?;
     let vb = VarBuilder::from_tensors(tensors.0, DType::F32, &Device::Cpu);
-    let model = Llama::load(&config, Tensors { dense: vb, quantized: tensors.1 }).map_err(|e| match e {
+    let model = Llama::load(&config, Tensors { dense: vb, quantized: tensors.1, dequantize_on_use: !options.quantized }).map_err(|e| match e {
         Error::Compute(inner) => Error::model_file(path, format!("does not hold the tensors its metadata describes ({})", first_line(&inner))),
         other => other,
     })?;
-    let precision = if options.quantized {
+    Ok(Loaded { model: Box::new(model), tokenizer, model_type: architecture, precision: precision(&summary, options) })
+}
+
+/// How the weights are computed with, for `info` and the manifest.
+fn precision(summary: &str, options: &LoadOptions) -> String {
+    if options.quantized {
         format!("quantized matmuls on the file's {summary} blocks (--quantized: maps differ slightly)")
     } else {
         format!("f32, dequantized from the file's {summary}")
-    };
-    Ok(Loaded { model: Box::new(model), tokenizer, model_type: architecture, precision })
+    }
+}
+
+/// What `info` prints about a GGUF model, from the header alone (no tensor is read).
+pub fn describe(path: &Path, options: &LoadOptions) -> Result<super::Description> {
+    let gguf = GgufFile::open(path)?;
+    let architecture = gguf.string("general.architecture")?.to_string();
+    if !SUPPORTED.contains(&architecture.as_str()) {
+        return Err(Error::model_file(
+            path,
+            format!("has general.architecture {architecture:?}, which attnmap does not support; supported GGUF architectures: {}", SUPPORTED.join(", ")),
+        ));
+    }
+    let config = config_from_metadata(&gguf, &architecture)?;
+    Ok(super::Description { info: config.arch_info(), model_type: architecture, precision: precision(&gguf.dtype_summary(), options) })
 }
 
 /// The llama config from `{arch}.*` metadata keys (llama.cpp's names).
@@ -300,17 +321,29 @@ fn wanted(config: &Config) -> Vec<Wanted> {
 
 type DenseAndQuantized = (HashMap<String, Tensor>, HashMap<String, QTensor>);
 
-/// Read every tensor the model needs: dequantized to f32 (in parallel), or,
-/// with `quantized`, the projection weights kept in their blocks.
+/// Read every tensor the model needs. The projection weights and the token
+/// embedding stay in the file's blocks: with `quantized` for candle's quantized
+/// matmuls, otherwise to be dequantized to f32 when a layer runs (or, for the
+/// embedding, row by row), so the f32 copy of the whole model never exists.
+/// The norms (small) are dequantized here.
 fn read_tensors(gguf: &GgufFile, config: &Config, quantized: bool) -> Result<DenseAndQuantized> {
     let mut raw = Vec::new();
+    let file = File::open(&gguf.path).map_err(|e| Error::model_file(&gguf.path, format!("cannot be read: {e}")))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
     for want in wanted(config) {
-        let tensor = gguf.tensor(&want.gguf)?;
+        let tensor = gguf.tensor(&mut reader, &want.gguf)?;
         raw.push((want, tensor));
     }
     let path = gguf.path.clone();
     let bad = |name: &str, e: candle_core::Error| Error::model_file(&path, format!("tensor {name} cannot be decoded ({})", first_line(&e)));
-    let keep_quantized = |want: &Wanted, tensor: &QTensor| quantized && want.matmul && !matches!(tensor.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+    let keep_quantized = |want: &Wanted, tensor: &QTensor| {
+        let float = matches!(tensor.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        if quantized {
+            want.matmul && !float
+        } else {
+            want.matmul || want.hf == "embed_tokens.weight"
+        }
+    };
     let mut quantized_tensors = HashMap::new();
     let mut dense_jobs = Vec::new();
     for (want, tensor) in raw {

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, causal_mask, merge_heads, record_result, record_value_norm, split_heads};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
 use super::{check_geometry, inverse_sqrt, layer_norm, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
 use crate::hooks::HookSink;
@@ -82,6 +82,22 @@ fn yes() -> bool {
 }
 
 impl Architecture for Config {
+    fn info(&self) -> ArchInfo {
+        let (hidden, heads) = (self.n_embd, self.n_head);
+        let head_dim = hidden / heads;
+        ArchInfo {
+            family: "gpt2",
+            layers: self.n_layer,
+            heads,
+            kv_heads: heads,
+            head_dim,
+            hidden,
+            max_positions: self.n_positions,
+            vocab_size: self.vocab_size,
+            causal: true,
+        }
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         check_geometry(self.n_embd, self.n_head, self.n_layer)
     }
@@ -151,17 +167,7 @@ impl Gpt2 {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            info: ArchInfo {
-                family: "gpt2",
-                layers: config.n_layer,
-                heads,
-                kv_heads: heads,
-                head_dim,
-                hidden,
-                max_positions: config.n_positions,
-                vocab_size: config.vocab_size,
-                causal: true,
-            },
+            info: Architecture::info(config),
             act: config.activation_function,
             wte: candle_nn::embedding(config.vocab_size, hidden, vb.pp("wte"))?,
             wpe: candle_nn::embedding(config.n_positions, hidden, vb.pp("wpe"))?,
@@ -182,7 +188,6 @@ impl AttentionModel for Gpt2 {
         let ids = Tensor::new(input.ids.as_slice(), &device)?;
         let positions = Tensor::arange(0u32, seq as u32, &device)?;
         let mut hidden = (self.wte.forward(&ids)? + self.wpe.forward(&positions)?)?;
-        let mask = causal_mask(seq)?;
         let (heads, width) = (self.info.heads, self.info.hidden);
         let last = sink.last_layer().unwrap_or(usize::MAX);
         for (index, block) in self.blocks.iter().enumerate() {
@@ -190,7 +195,7 @@ impl AttentionModel for Gpt2 {
             let q = split_heads(&qkv.narrow(1, 0, width)?, heads)?;
             let k = split_heads(&qkv.narrow(1, width, width)?, heads)?;
             let v = split_heads(&qkv.narrow(1, 2 * width, width)?, heads)?;
-            let z = attend(index, &q, &k, &v, Some(&mask), block.scale, sink)?;
+            let z = attend(index, &q, &k, &v, Mask::Causal { window: None }, block.scale, sink)?;
             record_result(index, &z, block.c_proj.weight(), sink)?;
             record_value_norm(index, &v, block.c_proj.weight(), sink)?;
             hidden = (block.c_proj.forward(&merge_heads(&z)?)? + hidden)?;

@@ -18,7 +18,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, causal_mask, merge_heads, record_result, record_value_norm};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, Mask};
 use super::rotary::Rotary;
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, linear_with_bias, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
@@ -102,6 +102,21 @@ impl Config {
 }
 
 impl Architecture for Config {
+    fn info(&self) -> ArchInfo {
+        let (hidden, heads) = (self.hidden_size, self.num_attention_heads);
+        ArchInfo {
+            family: "gpt_neox",
+            layers: self.num_hidden_layers,
+            heads,
+            kv_heads: heads,
+            head_dim: self.head_dim(),
+            hidden,
+            max_positions: self.max_position_embeddings,
+            vocab_size: self.vocab_size,
+            causal: true,
+        }
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         check_geometry(self.hidden_size, self.num_attention_heads, self.num_hidden_layers)?;
         if let Some(kind) = self.rope().and_then(|r| r.rope_type.as_deref()).filter(|k| *k != "default") {
@@ -173,19 +188,8 @@ impl GptNeox {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let heads = config.num_attention_heads;
         Ok(Self {
-            info: ArchInfo {
-                family: "gpt_neox",
-                layers: config.num_hidden_layers,
-                heads,
-                kv_heads: heads,
-                head_dim: config.head_dim(),
-                hidden,
-                max_positions: config.max_position_embeddings,
-                vocab_size: config.vocab_size,
-                causal: true,
-            },
+            info: Architecture::info(config),
             act: config.hidden_act,
             parallel_residual: config.use_parallel_residual,
             rotary_dims: config.rotary_dims(),
@@ -197,7 +201,7 @@ impl GptNeox {
     }
 
     fn mlp(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let inner = self.act.forward(&layer.dense_h_to_4h.forward(&layer.post_attention_layernorm.forward(x)?)?)?;
+        let inner = super::bert::activate(self.act, &layer.dense_h_to_4h.forward(&layer.post_attention_layernorm.forward(x)?)?)?;
         Ok(layer.dense_4h_to_h.forward(&inner)?)
     }
 }
@@ -212,7 +216,6 @@ impl AttentionModel for GptNeox {
         let seq = input.len();
         let ids = Tensor::new(input.ids.as_slice(), &device)?;
         let mut hidden = self.embed_in.forward(&ids)?;
-        let mask = causal_mask(seq)?;
         let rotary = Rotary::new(self.rotary_dims, self.rope_theta, seq)?;
         let (heads, head_dim) = (self.info.heads, self.info.head_dim);
         let scale = inverse_sqrt(head_dim);
@@ -224,7 +227,7 @@ impl AttentionModel for GptNeox {
             let q = rotary.apply(&qkv.narrow(2, 0, head_dim)?)?;
             let k = rotary.apply(&qkv.narrow(2, head_dim, head_dim)?)?;
             let v = qkv.narrow(2, 2 * head_dim, head_dim)?.contiguous()?;
-            let z = attend(index, &q, &k, &v, Some(&mask), scale, sink)?;
+            let z = attend(index, &q, &k, &v, Mask::Causal { window: None }, scale, sink)?;
             record_result(index, &z, layer.dense.weight(), sink)?;
             record_value_norm(index, &v, layer.dense.weight(), sink)?;
             let attn_out = layer.dense.forward(&merge_heads(&z)?)?;

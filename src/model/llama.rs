@@ -21,13 +21,13 @@
 
 use std::collections::HashMap;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Activation, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
 use super::{ArchInfo, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::{HookKind, HookPoint, HookSink};
@@ -131,6 +131,21 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> s
 }
 
 impl Config {
+    /// The layer and head ranges this config describes (no weights needed).
+    pub fn arch_info(&self) -> ArchInfo {
+        ArchInfo {
+            family: self.family.name(),
+            layers: self.layers,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            hidden: self.hidden_size,
+            max_positions: self.max_positions,
+            vocab_size: self.vocab_size,
+            causal: true,
+        }
+    }
+
     /// Read a transformers config.json of `family`, with that family's defaults
     /// (transformers 5.24 `configuration_{llama,mistral,qwen2}.py`). The error
     /// is a message about config.json.
@@ -312,16 +327,21 @@ fn rope_from_json(raw: &RawConfig, max_positions: usize) -> std::result::Result<
     Ok((theta, scaling))
 }
 
-/// A linear layer, dense f32 or a quantized matmul (GGUF `--quantized`).
+/// A linear layer: dense f32, a quantized matmul (GGUF `--quantized`), or GGUF
+/// blocks dequantized to f32 each time the layer runs (the default for GGUF:
+/// the same f32 arithmetic as a dense copy, without holding one for every layer).
 pub(crate) enum Projection {
     Dense(Linear),
     Quantized { matmul: QMatMul, weight: std::sync::Arc<QTensor>, bias: Option<Tensor> },
+    Dequantized { weight: QTensor, bias: Option<Tensor> },
 }
 
 impl Projection {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Projection::Dense(linear) => linear.forward(x)?,
+            // Dequantizing is exact and deterministic, so this is the dense path's arithmetic bit for bit.
+            Projection::Dequantized { weight, bias } => Linear::new(weight.dequantize(&Device::Cpu)?, bias.clone()).forward(x)?,
             Projection::Quantized { matmul, bias, .. } => {
                 let out = matmul.forward(x)?;
                 match bias {
@@ -337,6 +357,7 @@ impl Projection {
         Ok(match self {
             Projection::Dense(linear) => linear.weight().clone(),
             Projection::Quantized { weight, .. } => weight.dequantize(&Device::Cpu)?,
+            Projection::Dequantized { weight, .. } => weight.dequantize(&Device::Cpu)?,
         })
     }
 }
@@ -345,8 +366,10 @@ impl Projection {
 pub(crate) struct Tensors<'a> {
     /// f32 tensors (safetensors, or GGUF dequantized and renamed).
     pub dense: VarBuilder<'a>,
-    /// Projection weights kept quantized (GGUF with `--quantized`).
+    /// Projection weights (and for GGUF the token embedding) kept in the file's blocks.
     pub quantized: HashMap<String, QTensor>,
+    /// Compute `quantized` in f32, dequantized on use, instead of with quantized matmuls.
+    pub dequantize_on_use: bool,
 }
 
 impl Tensors<'_> {
@@ -356,6 +379,9 @@ impl Tensors<'_> {
         if let Some(weight) = self.quantized.remove(&format!("{prefix}.weight")) {
             if weight.shape().dims() != [output, input] {
                 return Err(candle_core::Error::Msg(format!("{prefix}.weight has shape {:?}, expected [{output}, {input}]", weight.shape().dims())).into());
+            }
+            if self.dequantize_on_use {
+                return Ok(Projection::Dequantized { weight, bias });
             }
             let weight = std::sync::Arc::new(weight);
             return Ok(Projection::Quantized { matmul: QMatMul::from_arc(weight.clone())?, weight, bias });
@@ -382,10 +408,41 @@ struct Layer {
     window: Option<usize>,
 }
 
+/// The token embedding: an f32 table, or (GGUF) the file's blocks, of which only
+/// the rows of the input's tokens are dequantized.
+enum Embed {
+    Dense(Embedding),
+    Rows(QTensor),
+}
+
+impl Embed {
+    fn forward(&self, ids: &[u32]) -> Result<Tensor> {
+        match self {
+            Embed::Dense(table) => Ok(table.forward(&Tensor::new(ids, &Device::Cpu)?)?),
+            Embed::Rows(table) => {
+                // Blocks run along rows, so a row's bytes dequantize alone to what the whole table would give.
+                let (vocab, width) = table.shape().dims2()?;
+                let dtype = table.dtype();
+                let row_bytes = width / dtype.block_size() * dtype.type_size();
+                let data = table.data()?;
+                let mut rows = Vec::with_capacity(ids.len() * row_bytes);
+                for &id in ids {
+                    let id = id as usize;
+                    if id >= vocab {
+                        return Err(Error::Input(format!("token id {id} is outside this model's vocabulary of {vocab} tokens; the tokenizer does not match the weights")));
+                    }
+                    rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
+                }
+                Ok(qtensor_from_ggml(dtype, &rows, vec![ids.len(), width], &Device::Cpu)?.dequantize(&Device::Cpu)?)
+            }
+        }
+    }
+}
+
 pub struct Llama {
     info: ArchInfo,
     act: Activation,
-    embed: Embedding,
+    embed: Embed,
     layers: Vec<Layer>,
     norm: RmsNorm,
     inv_freq: Vec<f32>,
@@ -400,7 +457,13 @@ impl Llama {
         let hidden = config.hidden_size;
         let (q_width, kv_width) = (config.heads * config.head_dim, config.kv_heads * config.head_dim);
         let eps = config.rms_norm_eps;
-        let embed = Embedding::new(tensors.dense.get((config.vocab_size, hidden), "embed_tokens.weight")?, hidden);
+        let embed = match tensors.quantized.remove("embed_tokens.weight") {
+            Some(table) if table.shape().dims() == [config.vocab_size, hidden] => Embed::Rows(table),
+            Some(table) => {
+                return Err(candle_core::Error::Msg(format!("embed_tokens.weight has shape {:?}, expected [{}, {hidden}]", table.shape().dims(), config.vocab_size)).into())
+            }
+            None => Embed::Dense(Embedding::new(tensors.dense.get((config.vocab_size, hidden), "embed_tokens.weight")?, hidden)),
+        };
         let layers = (0..config.layers)
             .map(|index| {
                 let at = |name: &str| format!("layers.{index}.{name}");
@@ -420,17 +483,7 @@ impl Llama {
             .collect::<Result<Vec<_>>>()?;
         let norm = tensors.rms_norm("norm.weight", hidden, eps)?;
         Ok(Self {
-            info: ArchInfo {
-                family: config.family.name(),
-                layers: config.layers,
-                heads: config.heads,
-                kv_heads: config.kv_heads,
-                head_dim: config.head_dim,
-                hidden,
-                max_positions: config.max_positions,
-                vocab_size: config.vocab_size,
-                causal: true,
-            },
+            info: config.arch_info(),
             act: config.hidden_act,
             embed,
             layers,
@@ -456,25 +509,6 @@ impl Llama {
     }
 }
 
-/// The additive mask: 0 where a query may see a key, -inf elsewhere. Causal,
-/// and with a window `w` a query also loses keys `w` or more positions back
-/// (masking_utils.sliding_window_overlay: keep `kv_idx > q_idx - w`).
-fn mask(seq: usize, window: Option<usize>) -> Result<Tensor> {
-    let values: Vec<f32> = (0..seq)
-        .flat_map(|query| {
-            (0..seq).map(move |key| {
-                let visible = key <= query && window.is_none_or(|w| query - key < w);
-                if visible {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Ok(Tensor::from_vec(values, (seq, seq), &Device::Cpu)?)
-}
-
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::rotary_emb::rope(&x.unsqueeze(0)?, cos, sin)?.squeeze(0)?)
 }
@@ -486,13 +520,11 @@ impl AttentionModel for Llama {
 
     fn forward(&self, input: &Encoded, sink: &mut dyn HookSink) -> Result<Tensor> {
         let seq = input.len();
-        let ids = Tensor::new(input.ids.as_slice(), &Device::Cpu)?;
         if let Some(&bad) = input.ids.iter().find(|&&id| id as usize >= self.info.vocab_size) {
             return Err(Error::Input(format!("token id {bad} is outside this model's vocabulary of {} tokens; the tokenizer does not match the weights", self.info.vocab_size)));
         }
-        let mut hidden = self.embed.forward(&ids)?;
+        let mut hidden = self.embed.forward(&input.ids)?;
         let (cos, sin) = self.rotary(seq)?;
-        let mut masks: HashMap<Option<usize>, Tensor> = HashMap::new();
         let (heads, kv_heads) = (self.info.heads, self.info.kv_heads);
         let scale = 1.0 / (self.info.head_dim as f64).sqrt();
         let last = sink.last_layer().unwrap_or(usize::MAX);
@@ -501,17 +533,8 @@ impl AttentionModel for Llama {
             let q = rope(&split_heads(&layer.q.forward(&normed)?, heads)?, &cos, &sin)?;
             let k = rope(&split_heads(&layer.k.forward(&normed)?, kv_heads)?, &cos, &sin)?;
             let v = split_heads(&layer.v.forward(&normed)?, kv_heads)?;
-            // A window as long as the input hides nothing: share the plain causal mask.
-            let window = layer.window.filter(|&w| w < seq);
-            let mask = match masks.get(&window) {
-                Some(mask) => mask.clone(),
-                None => {
-                    let mask = mask(seq, window)?;
-                    masks.insert(window, mask.clone());
-                    mask
-                }
-            };
-            let z = attend(index, &q, &k, &v, Some(&mask), scale, sink)?;
+            let mask = Mask::Causal { window: layer.window };
+            let z = attend(index, &q, &k, &v, mask, scale, sink)?;
             // The output weight may have to be dequantized: only when a hook needs it.
             if sink.wants(HookPoint::new(index, HookKind::Result)) || sink.wants(HookPoint::new(index, HookKind::ValueNorm)) {
                 let w_o = layer.o.weight()?;
@@ -572,9 +595,8 @@ mod tests {
 
     #[test]
     fn window_mask_keeps_the_last_w_keys() {
-        let values: Vec<Vec<f32>> = mask(4, Some(2)).unwrap().to_vec2().unwrap();
-        let visible: Vec<Vec<bool>> = values.iter().map(|row| row.iter().map(|v| *v == 0.0).collect()).collect();
-        assert_eq!(visible[3], vec![false, false, true, true]);
-        assert_eq!(visible[0], vec![true, false, false, false]);
+        let mask = Mask::Causal { window: Some(2) };
+        assert_eq!(mask.visible(3, 4), 2..4);
+        assert_eq!(mask.visible(0, 4), 0..1);
     }
 }

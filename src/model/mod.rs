@@ -8,6 +8,7 @@ pub mod gguf;
 mod gguf_tokenizer;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod kernels;
 pub mod llama;
 pub mod rotary;
 mod weights;
@@ -80,6 +81,8 @@ struct ModelType {
 /// A parsed config.json of one architecture: what the tokenizer must know, and how to build
 /// the model from weights.
 trait Architecture {
+    /// The layer and head ranges the config describes (what `info` prints; no weights needed).
+    fn info(&self) -> ArchInfo;
     /// Refuse what transformers would refuse or attnmap cannot follow; the message names the field.
     fn check(&self) -> std::result::Result<(), String>;
     /// How many tokens one input may have: where the tokenizer truncates.
@@ -101,6 +104,46 @@ pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
     if let Weights::Gguf(path) = &files.weights {
         return gguf::load(path, options);
     }
+    refuse_quantized(files, options)?;
+    let (model_type, arch) = architecture(files)?;
+    let mut tokenizer = TextTokenizer::from_file(&files.tokenizer, arch.max_tokens())?;
+    if !arch.reads_segments() {
+        tokenizer = tokenizer.without_segments();
+    }
+    let vb = weights::var_builder(&files.weights)?;
+    let model = arch.build(vb).map_err(|e| match e {
+        // A tensor that is missing or mis-shaped means these weights are not this architecture.
+        Error::Compute(inner) => Error::model_file(
+            files.weights.files()[0],
+            format!("does not hold {model_type} weights as config.json describes ({})", crate::error::first_line(&inner)),
+        ),
+        other => other,
+    })?;
+    Ok(Loaded { model, tokenizer, model_type, precision: "f32".into() })
+}
+
+/// What `info` shows about a model, read from its config.json or GGUF header only.
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub info: ArchInfo,
+    /// config.json's `model_type`, or a GGUF file's `general.architecture`.
+    pub model_type: String,
+    /// How `show` and `dump` would compute with the weights (as [`Loaded::precision`]).
+    pub precision: String,
+}
+
+/// Describe the model `files` point to without reading its weights or tokenizer:
+/// a config.json, or a GGUF file's header, is all that is opened.
+pub fn describe(files: &ModelFiles, options: &LoadOptions) -> Result<Description> {
+    if let Weights::Gguf(path) = &files.weights {
+        return gguf::describe(path, options);
+    }
+    refuse_quantized(files, options)?;
+    let (model_type, arch) = architecture(files)?;
+    Ok(Description { info: arch.info(), model_type, precision: "f32".into() })
+}
+
+fn refuse_quantized(files: &ModelFiles, options: &LoadOptions) -> Result<()> {
     if options.quantized {
         return Err(Error::Usage(format!(
             "--quantized needs a .gguf model; {} holds {} weights, which are always computed in f32",
@@ -108,6 +151,11 @@ pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
             files.weights.format()
         )));
     }
+    Ok(())
+}
+
+/// Read config.json: its `model_type` and the architecture it describes, checked.
+fn architecture(files: &ModelFiles) -> Result<(String, Box<dyn Architecture>)> {
     let text = std::fs::read_to_string(&files.config)
         .map_err(|e| Error::model_file(&files.config, format!("cannot be read: {e}")))?;
     let model_type = parse_config::<ModelType>(&text, files)?
@@ -137,26 +185,17 @@ pub fn load_with(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
     if arch.max_tokens() == 0 {
         return Err(Error::model_file(&files.config, "leaves room for no tokens (its maximum number of positions is 0)"));
     }
-    let mut tokenizer = TextTokenizer::from_file(&files.tokenizer, arch.max_tokens())?;
-    if !arch.reads_segments() {
-        tokenizer = tokenizer.without_segments();
-    }
-    let vb = weights::var_builder(&files.weights)?;
-    let model = arch.build(vb).map_err(|e| match e {
-        // A tensor that is missing or mis-shaped means these weights are not this architecture.
-        Error::Compute(inner) => Error::model_file(
-            files.weights.files()[0],
-            format!("does not hold {model_type} weights as config.json describes ({})", crate::error::first_line(&inner)),
-        ),
-        other => other,
-    })?;
-    Ok(Loaded { model, tokenizer, model_type, precision: "f32".into() })
+    Ok((model_type, arch))
 }
 
 /// The llama family from a config.json; GGUF files come through [`gguf::load`].
 struct LlamaArch(llama::Config);
 
 impl Architecture for LlamaArch {
+    fn info(&self) -> ArchInfo {
+        self.0.arch_info()
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         // llama::Config::from_json already refused what it cannot follow.
         Ok(())
@@ -167,7 +206,7 @@ impl Architecture for LlamaArch {
     }
 
     fn build(&self, vb: VarBuilder<'static>) -> Result<Box<dyn AttentionModel>> {
-        let tensors = llama::Tensors { dense: vb, quantized: Default::default() };
+        let tensors = llama::Tensors { dense: vb, quantized: Default::default(), dequantize_on_use: false };
         Ok(Box::new(llama::Llama::load(&self.0, tensors)?))
     }
 }

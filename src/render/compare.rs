@@ -17,6 +17,8 @@ pub struct CompareOptions<'a> {
     pub labels: &'a [String],
     pub colormap: Colormap,
     pub mask: Mask,
+    /// Old and new on 0..1 (`--scale fixed`) instead of 0..the larger of their maxima.
+    pub fixed_scale: bool,
 }
 
 /// `[old | new | new - old]` as one PNG. `old` and `new` are `[seq, seq]` row-major.
@@ -24,8 +26,12 @@ pub fn compare_png(old: &[f32], new: &[f32], seq: usize, opts: &CompareOptions) 
     if old.len() != new.len() {
         return Err(RenderError::ShapeMismatch { shape: format!("[{seq}, {seq}]"), expected: old.len(), got: new.len() });
     }
-    let both: Vec<f32> = old.iter().chain(new).copied().collect();
-    let shared = Scale::zero_to_max(&both);
+    let shared = if opts.fixed_scale {
+        Scale::Range { min: 0.0, max: 1.0 }
+    } else {
+        let both: Vec<f32> = old.iter().chain(new).copied().collect();
+        Scale::zero_to_max(&both)
+    };
     let difference: Vec<f32> = new.iter().zip(old).map(|(n, o)| n - o).collect();
     let panel = |values: &[f32], title: &str, colormap: Colormap, scale: Scale, label: &str| {
         heatmap_png(

@@ -34,6 +34,8 @@ pub struct GridOptions<'a> {
     /// lot in sharpness, and one shared scale would leave most tiles near-blank.
     /// With a diverging colormap each tile is `-m..m` of its own values instead.
     pub scale_per_head: bool,
+    /// One given range for every tile (`--scale fixed`: 0..1), overriding `scale_per_head`.
+    pub fixed_scale: Option<Scale>,
     pub mask: Mask,
     pub colorbar_label: &'a str,
 }
@@ -45,6 +47,7 @@ impl Default for GridOptions<'_> {
             subtitle: None,
             colormap: Colormap::default(),
             scale_per_head: true,
+            fixed_scale: None,
             mask: Mask::None,
             colorbar_label: "attention weight",
         }
@@ -84,7 +87,9 @@ pub fn grid_png(
         }
     }
     let diverging = opts.colormap.is_diverging();
-    let shared_scale = if opts.scale_per_head {
+    let shared_scale = if let Some(scale) = opts.fixed_scale {
+        Some(scale)
+    } else if opts.scale_per_head {
         None
     } else {
         Some(visible_scale(

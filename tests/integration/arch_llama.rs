@@ -423,7 +423,8 @@ fn gguf_with_an_unknown_pre_tokenizer_names_the_key() {
             }
         }
     });
-    let output = attnmap(&["info", "--model", gguf.to_str().unwrap()], &[]);
+    // info reads only what it prints, so the tokenizer is first read by show.
+    let output = attnmap(&["show", "hi", "-l", "0", "-H", "0", "--model", gguf.to_str().unwrap()], &[]);
     assert_clean_failure(&output, "tokenizer.ggml.pre \"deepseek-coder\" is not supported");
 }
 

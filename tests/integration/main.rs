@@ -10,6 +10,8 @@ mod faithfulness;
 mod find;
 mod heads;
 mod helpers;
+mod hooks;
 mod render;
 mod source;
+mod speed;
 mod views;

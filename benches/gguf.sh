@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# SmolLM2-135M-Instruct Q4_1 GGUF (30 layers x 9 heads, 8192 positions): what
+# `info` and `show` cost in time and peak RSS, from ~128 tokens up to the
+# model's 8,192 (issue 10: "GGUF and decoders", "long inputs").
+#
+#   scripts/fetch-models.sh && cargo build --release && benches/gguf.sh [RUNS]
+#
+# `show` keeps one head and computes attention in query blocks, so its peak
+# grows with seq x block plus the one map kept (seq^2 floats), not with every
+# head's [heads, seq, seq]. The 8,192-token row runs layer 1 only (`show
+# --layer L` stops after layer L): every layer needs the same memory, and all
+# 30 layers at 8,192 tokens take minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+bin=${ATTNMAP_BIN:-target/release/attnmap}
+gguf=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+[ -f "$gguf" ] || { echo "$gguf is missing: run scripts/fetch-models.sh" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+measure() { # label, command...
+  local label=$1; shift
+  local times=() peak=0
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    read -r wall rss <"$work/t"
+    times+=("$wall")
+    [ "$rss" -gt "$peak" ] && peak=$rss
+  done
+  local median
+  median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  printf '%-48s median %7.3f s   peak RSS %7.1f MiB   (%d runs)\n' "$label" "$median" "$(echo "$peak / 1024" | bc -l)" "$runs"
+}
+
+# A text of about N tokens: a paragraph repeated (~104 tokens each); the tokenizer cuts at 8,192.
+text_of() {
+  local para="On 14 March 2019, the small coastal town of Port Ellery opened its first public library in almost 80 years. The building, a converted 1920s warehouse on Harbour Street, cost roughly \$2.4 million to renovate, and about 60% of that money came from local donations. Volunteers spent 7 months cataloguing 31,500 books, 1,200 maps and a surprising number of old ship logs. "
+  local n=$(( ($1 + 103) / 104 )) out=""
+  for _ in $(seq "$n"); do out+="$para"; done
+  printf '%s' "$out" >"$work/text$1.txt"
+}
+# The token count of the last map written: the shape in map.npy's header.
+tokens() { head -c 128 "$work/map.npy" | tr -d '\0' | grep -ao "shape': ([0-9]*" | grep -o '[0-9]*$'; }
+
+measure "info (GGUF header only)" "$bin" -q info --model "$gguf"
+text_of 128; text_of 2048; text_of 8192
+for n in 128 2048; do
+  measure "show, one head of layer 29, ~$n tokens" "$bin" -q --file "$work/text$n.txt" --model "$gguf" --layer 29 --head 8 -o "$work/map.npy" --format npy
+  echo "  ($(tokens) tokens)"
+done
+measure "show, one head of layer 1, ~8192 tokens" "$bin" -q --file "$work/text8192.txt" --model "$gguf" --layer 1 --head 8 -o "$work/map.npy" --format npy
+echo "  ($(tokens) tokens)"
