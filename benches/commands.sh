@@ -100,3 +100,19 @@ measure "dump --views all, ~20 tokens" "$bin" -q dump "$text" --views all --out 
 measure "heads, 100 probe texts" "$bin" -q heads --texts "$work/probes.txt"
 measure "find previous-token, 100 texts, 1000 trials" "$bin" -q find previous-token --texts "$work/probes.txt"
 measure "find previous-token --words, 100 texts" "$bin" -q find previous-token --words --texts "$work/probes.txt"
+
+# Viewers (issue #9): SVG and terminal output of one head, and the HTML viewer of
+# a 512-token dump (72 heads): its size, the time to write it, and - when chromium
+# is installed - how long after the page starts its first map is drawn.
+measure "show (one head, SVG)" "$bin" -q "$text" --layer 5 --head 3 -o "$work/map.svg"
+measure "show (one head, terminal)" env COLUMNS=100 LINES=40 "$bin" -q "$text" --layer 5 --head 3 --format term
+long512=$(for i in $(seq 1 60); do printf 'the order %d arrived broken and nobody answered. ' "$i"; done)
+"$bin" -q dump "$long512" --out "$work/big"
+echo "view.html of $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq_len"])' "$work/big/manifest.json") tokens x 72 heads: $(stat -c %s "$work/big/view.html") bytes"
+measure "view (512 tokens, 72 heads)" "$bin" -q view "$work/big" -o "$work/view.html"
+if command -v chromium >/dev/null; then
+  for _ in 1 2 3; do
+    chromium --headless --no-sandbox --disable-gpu --disable-background-networking --user-data-dir="$(mktemp -d -p "$work")" \
+      --dump-dom "file://$work/big/view.html#selftest" 2>/dev/null | grep -o '"since_navigation_ms":[0-9.]*' || true
+  done
+fi

@@ -33,6 +33,8 @@ Examples:
   attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap info --model ./my-bert-folder
   attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/
+  attnmap view maps/                 (the interactive viewer: maps/view.html)
+  attnmap \"The cat sat\" -l 2 -H 1 -o map.svg      (or .html; --format term prints it here)
 
 Layers and heads count from 0, as in transformers.";
 
@@ -62,6 +64,8 @@ pub enum Command {
     /// Describe a model: architecture, layers, heads, max positions, where it was loaded from.
     /// Reads config.json or the GGUF header only (instant); the weights are checked by show and dump.
     Info(InfoArgs),
+    /// Write the interactive HTML viewer of a dump (every head; opens offline in any browser).
+    View(ViewArgs),
     /// What every head does: entropy, weight on the first token, specials, punctuation, itself, neighbours.
     Heads(HeadsArgs),
     /// Which heads do X (previous-token, induction, your word pairs), with p- and q-values against chance.
@@ -130,6 +134,12 @@ pub enum FormatArg {
     Png,
     Npy,
     Json,
+    /// Vector picture: the PNG's text, shapes and colours; cells as rects with tooltips up to 128 tokens.
+    Svg,
+    /// A one-head interactive page (hover, zoom, scales), self-contained.
+    Html,
+    /// The map in the terminal: Unicode half blocks (the default for '-o -' on a terminal).
+    Term,
 }
 
 /// Which picture of attention to draw (see `attnmap show --help`).
@@ -172,12 +182,14 @@ pub struct ShowArgs {
     #[arg(short = 'H', long)]
     pub head: Option<usize>,
 
-    /// Output file; the format follows the extension (.png, .npy, .json). '-' writes to
-    /// stdout. Default: MODEL_L{layer}_H{head}.png in the current folder.
+    /// Output file; the format follows the extension (.png, .svg, .html, .npy, .json). '-' writes
+    /// to stdout (a terminal gets the map as text, a pipe gets PNG). Default:
+    /// MODEL_L{layer}_H{head}.png in the current folder.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Output format, overriding the extension (needed for '-o -' when not PNG).
+    /// Output format, overriding the extension (needed for '-o -' when not PNG); `term` prints
+    /// the map in the terminal (COLUMNS/LINES or the terminal's size; COLORTERM for 24-bit colour).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
 
@@ -224,6 +236,44 @@ pub struct DumpArgs {
     /// Also write word-level arrays (words/*.npy) and the words in the manifest.
     #[arg(long)]
     pub words: bool,
+
+    /// Also write SVG pictures: heads/L{ll}_H{hh}.svg and grid.svg (vector text, for papers).
+    #[arg(long)]
+    pub svg: bool,
+}
+
+const VIEW_EXAMPLES: &str = "\
+Examples:
+  attnmap dump \"The WhirlyGigs arrived broken\" --out maps/     (writes maps/view.html too)
+  attnmap view maps/                                           (rewrites maps/view.html)
+  attnmap view maps/ -o layers0-3.html --layers 0-3 --heads 0,2,5
+
+The page loads nothing from the network. Click a thumbnail or use the arrow keys
+(left/right: head, up/down: layer); hover a cell for its weight and rank; click a
+token to colour the strip by its row; wheel or +/- to zoom, drag to pan.";
+
+#[derive(Debug, Args)]
+#[command(after_help = VIEW_EXAMPLES)]
+pub struct ViewArgs {
+    /// A folder written by `attnmap dump`.
+    #[arg(value_name = "DUMP_DIR")]
+    pub dump: PathBuf,
+
+    /// Where to write the page. Default: DUMP_DIR/view.html.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Only these layers, e.g. 0-3,7 (big dumps: the page holds one byte per weight).
+    #[arg(long, value_name = "LIST")]
+    pub layers: Option<String>,
+
+    /// Only these heads, e.g. 0,2,5.
+    #[arg(long, value_name = "LIST")]
+    pub heads: Option<String>,
+
+    /// Colormap, and the page's starting scale (switchable on the page).
+    #[command(flatten)]
+    pub style: StyleArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -510,7 +560,7 @@ pub struct FindArgs {
 }
 
 /// Subcommand names, so `attnmap TEXT …` can default to `show`.
-pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "heads", "find", "help"];
+pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "heads", "find", "view", "help"];
 
 /// Insert `show` when the first argument is not a subcommand or a top-level flag.
 pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {

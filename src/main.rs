@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Dump(args) => commands::dump::run(args, &ui).map(|()| true),
         Command::Diff(args) => commands::diff::run(args, &ui),
         Command::Info(args) => commands::info::run(args, &ui).map(|()| true),
+        Command::View(args) => commands::view::run(args, &ui).map(|()| true),
         Command::Heads(args) => commands::heads::run(args, &ui).map(|()| true),
         Command::Find(args) => commands::find::run(args, &ui).map(|()| true),
     };

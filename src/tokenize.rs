@@ -125,7 +125,7 @@ impl TextTokenizer {
             return Err(Error::Input("the text produced no tokens; pass some text".into()));
         }
         let tokens = encoding.get_tokens().to_vec();
-        let labels = tokens.iter().map(|t| label(t, self.byte_level)).collect();
+        let labels = labels(&tokens, self.byte_level);
         let sequence: Vec<Option<u8>> = encoding.get_sequence_ids().iter().map(|s| s.map(|s| s as u8)).collect();
         let added = self.inner.get_added_tokens_decoder();
         let special = encoding
@@ -239,6 +239,65 @@ pub fn label(token: &str, byte_level: bool) -> String {
     text.replace(['\u{2581}', ' '], "\u{b7}")
 }
 
+/// Every token's label. Byte-level pieces that split one character (CJK and
+/// emoji are often two or three tokens of one or two bytes each) are labelled
+/// with the character their bytes complete, and which piece they are: 本(1/2), 本(2/2).
+pub fn labels(tokens: &[String], byte_level: bool) -> Vec<String> {
+    let mut labels: Vec<String> = tokens.iter().map(|t| label(t, byte_level)).collect();
+    if !byte_level {
+        return labels;
+    }
+    let bytes: Vec<Option<Vec<u8>>> = tokens.iter().map(|t| t.chars().map(unicode_to_byte).collect()).collect();
+    let mut start = 0;
+    while start < tokens.len() {
+        let split = matches!(&bytes[start], Some(b) if std::str::from_utf8(b).is_err());
+        if !split {
+            start += 1;
+            continue;
+        }
+        // Join the following pieces until the bytes are whole UTF-8 again.
+        let mut joined = Vec::new();
+        let mut ends = Vec::new();
+        let mut end = start;
+        let mut whole = false;
+        while let Some(Some(piece)) = bytes.get(end) {
+            joined.extend_from_slice(piece);
+            ends.push(joined.len());
+            if std::str::from_utf8(&joined).is_ok() {
+                whole = true;
+                break;
+            }
+            end += 1;
+        }
+        if !whole {
+            // Never completed (truncated text, or a stray byte): keep the \xNN labels.
+            start += 1;
+            continue;
+        }
+        let text = String::from_utf8(joined).unwrap_or_default();
+        let chars: Vec<(usize, usize, char)> = text.char_indices().map(|(at, c)| (at, at + c.len_utf8(), c)).collect();
+        for (offset, label) in labels[start..=end].iter_mut().enumerate() {
+            let (from, to) = (if offset == 0 { 0 } else { ends[offset - 1] }, ends[offset]);
+            let mut relabelled = String::new();
+            for &(char_start, char_end, c) in chars.iter().filter(|&&(a, b, _)| a < to && b > from) {
+                relabelled.push(c);
+                if char_start < from || char_end > to {
+                    // Which piece of the character this token holds, counted over the pieces it spans.
+                    let pieces: Vec<usize> = (0..ends.len()).filter(|&i| {
+                        let (f, t) = (if i == 0 { 0 } else { ends[i - 1] }, ends[i]);
+                        char_start < t && char_end > f && t > f
+                    }).collect();
+                    let index = pieces.iter().position(|&i| i == offset).unwrap_or(0) + 1;
+                    relabelled.push_str(&format!("({index}/{})", pieces.len()));
+                }
+            }
+            *label = relabelled.replace(['\u{2581}', ' '], "\u{b7}");
+        }
+        start = end + 1;
+    }
+    labels
+}
+
 /// Undo GPT-2's bytes-to-unicode mapping; bytes that are not whole UTF-8 are shown as `\xNN`.
 fn byte_level_text(token: &str) -> String {
     let mut bytes = Vec::with_capacity(token.len());
@@ -288,6 +347,19 @@ mod tests {
         assert_eq!(label("<|im_start|>", true), "<|im_start|>");
         assert_eq!(label("\u{2581}the", false), "\u{b7}the");
         assert_eq!(label("##ing", false), "##ing");
+    }
+
+    #[test]
+    fn pieces_of_one_character_are_labelled_with_it() {
+        // GPT-2's byte-level alphabet: 本 is e6 9c ac, here split as [e6 9c] [ac], then " a".
+        let byte = |b: u8| (0u32..512).filter_map(char::from_u32).find(|&c| unicode_to_byte(c) == Some(b)).unwrap();
+        let tokens = vec![format!("{}{}", byte(0xe6), byte(0x9c)), byte(0xac).to_string(), format!("{}a", byte(b' '))];
+        assert_eq!(labels(&tokens, true), ["\u{672c}(1/2)", "\u{672c}(2/2)", "\u{b7}a"]);
+        // A piece that ends one character and starts the next.
+        let tokens = vec![format!("x{}", byte(0xe6)), format!("{}{}{}", byte(0x9c), byte(0xac), byte(0xe6)), format!("{}{}", byte(0x9c), byte(0xac))];
+        assert_eq!(labels(&tokens, true), ["x\u{672c}(1/2)", "\u{672c}(2/2)\u{672c}(1/2)", "\u{672c}(2/2)"]);
+        // Never completed: the bytes stay visible.
+        assert_eq!(labels(&[byte(0xe6).to_string()], true), ["\\xe6"]);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! DIR/manifest.json          model, revision, weights sha256, tokens, ids, files
 //! DIR/heads/L{ll}_H{hh}.png  one heatmap per head
 //! DIR/grid.png               every head at a glance (layers x heads)
+//! DIR/view.html              the interactive viewer of every head (self-contained)
+//! DIR/heads/*.svg, grid.svg  with --svg
 //! DIR/norm.npy, norm/L{ll}_H{hh}.png        with --views norm: [layers, heads, seq, seq]
 //! DIR/rollout.npy, rollout/L{ll}.png        with --views rollout: [layers, seq, seq]
 //! DIR/flow.npy, flow/L{ll}.png              with --views flow: [layers, seq, seq]
@@ -30,8 +32,8 @@ use crate::ui::Ui;
 use crate::output::{check_target_dir, npy_f32, write_file, StagedDir};
 use crate::render::{self, Colormap, GridOptions, Mask, Scale};
 
-use super::views::{picture, scale_of, Axis};
-use super::{encode, heatmap, model_name, open_model, read_input};
+use super::views::{picture as view_picture, scale_of, Axis};
+use super::{encode, heatmap, model_name, open_model, picture, read_input, Picture};
 
 /// Version of the dump layout; bumped only when a script reading dumps would break.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -74,37 +76,45 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let jobs: Vec<(usize, usize)> = (0..capture.layers).flat_map(|l| (0..capture.heads).map(move |h| (l, h))).collect();
     let progress = ui.progress_bar(jobs.len() as u64 + 1, "maps");
     let mut files = vec!["attention.npy".to_string()];
-    let head_files: Vec<String> = jobs
+    let head_files: Vec<Vec<String>> = jobs
         .par_iter()
         .map(|&(layer, head)| {
             let title = format!("{name} · layer {layer} · head {head}");
             let bytes = heatmap(&capture, layer, head, &title, &args.style)?;
             let file = format!("heads/L{layer:02}_H{head:02}.png");
             write_file(&root.join(&file), &bytes)?;
+            let mut written = vec![file];
+            if args.svg {
+                let svg = picture(&capture, layer, head, &title, &args.style, Picture::Svg)?;
+                let file = format!("heads/L{layer:02}_H{head:02}.svg");
+                write_file(&root.join(&file), &svg)?;
+                written.push(file);
+            }
             progress.inc(1);
-            Ok(file)
+            Ok(written)
         })
-        .collect::<Result<_>>()?;
-    files.extend(head_files);
+        .collect::<Result<Vec<Vec<String>>>>()?;
+    files.extend(head_files.into_iter().flatten());
 
     let grid_title = format!("{name} · every head · {} tokens", capture.seq);
-    let grid = render::grid_png(
-        &dense,
-        capture.layers,
-        capture.heads,
-        capture.seq,
-        &GridOptions {
-            title: &grid_title,
-            colormap: Colormap::from_name(&args.style.colormap).unwrap_or(Colormap::Viridis),
-            scale_per_head: args.style.scale == ScaleArg::Auto,
-            // As heads/*.png: --scale fixed puts every tile on 0..1.
-            fixed_scale: (args.style.scale == ScaleArg::Fixed).then_some(Scale::Range { min: 0.0, max: 1.0 }),
-            mask: if capture.causal { Mask::Causal } else { Mask::None },
-            ..GridOptions::default()
-        },
-    )?;
+    let grid_options = GridOptions {
+        title: &grid_title,
+        colormap: Colormap::from_name(&args.style.colormap).unwrap_or(Colormap::Viridis),
+        scale_per_head: args.style.scale == ScaleArg::Auto,
+        // As heads/*.png: --scale fixed puts every tile on 0..1.
+        fixed_scale: (args.style.scale == ScaleArg::Fixed).then_some(Scale::Range { min: 0.0, max: 1.0 }),
+        mask: if capture.causal { Mask::Causal } else { Mask::None },
+        labels: &capture.input.labels,
+        ..GridOptions::default()
+    };
+    let grid = render::grid_png(&dense, capture.layers, capture.heads, capture.seq, &grid_options)?;
     write_file(&root.join("grid.png"), &grid)?;
     files.push("grid.png".into());
+    if args.svg {
+        let grid = render::grid_svg(&dense, capture.layers, capture.heads, capture.seq, &grid_options)?;
+        write_file(&root.join("grid.svg"), &grid)?;
+        files.push("grid.svg".into());
+    }
     progress.inc(1);
     write_file(&root.join("attention.npy"), &npy_f32(&[capture.layers, capture.heads, capture.seq, capture.seq], &dense))?;
     let (view_manifest, words_manifest) = write_views(root, &capture, &dense, &views, args, &name, &mut files)?;
@@ -150,6 +160,20 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
         "words": words_manifest,
         "files": files,
     });
+    // The viewer reads the manifest's views (and their files, already written), so it comes last.
+    let mut manifest = manifest;
+    let view = super::view::dump_page(root, &manifest, Some(&dense), None, None, &args.style);
+    match view {
+        Ok(page) => {
+            write_file(&root.join("view.html"), &page)?;
+            if let Some(files) = manifest.get_mut("files").and_then(|f| f.as_array_mut()) {
+                files.push("view.html".into());
+            }
+        }
+        // Too big for one page: the dump is still whole; say how to get a narrower page.
+        Err(Error::Input(message)) => eprintln!("attnmap: warning: no view.html: {message}"),
+        Err(other) => return Err(other),
+    }
     let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::output("manifest.json", e))?;
     text.push('\n');
     write_file(&root.join("manifest.json"), text.as_bytes())?;
@@ -214,7 +238,7 @@ fn write_views(root: &Path, capture: &Capture, dense: &[f32], views: &[View], ar
                         (format!("{name} · {} to layer {layer}", view.name()), format!("{}/L{layer:02}.png", view.name()))
                     };
                     let scale = scale_of(view, map, &args.style, largest);
-                    let bytes = picture(map, &tokens, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?;
+                    let bytes = view_picture(map, &tokens, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?;
                     write_file(&root.join(&file), &bytes)?;
                     Ok(file)
                 })

@@ -7,6 +7,7 @@ pub mod find;
 pub mod heads;
 pub mod info;
 pub mod show;
+pub mod view;
 pub mod views;
 
 use std::io::Read;
@@ -150,27 +151,62 @@ pub fn model_name(files: &ModelFiles) -> String {
 
 /// Render one head of a capture as a PNG heatmap.
 pub fn heatmap(capture: &Capture, layer: usize, head: usize, title: &str, style: &StyleArgs) -> Result<Vec<u8>> {
-    let values = capture
-        .head(layer, head)
-        .ok_or_else(|| Error::Input(format!("layer {layer} was not captured")))?;
-    let colormap = Colormap::from_name(&style.colormap).unwrap_or(Colormap::Viridis);
-    let scale = match style.scale {
-        ScaleArg::Auto => Scale::zero_to_max(values),
-        ScaleArg::Fixed => Scale::Range { min: 0.0, max: 1.0 },
-    };
-    let truncated = if capture.input.dropped > 0 { format!(" (truncated, {} dropped)", capture.input.dropped) } else { String::new() };
-    let subtitle = format!("{} tokens{truncated} · attention weights only: not what the values carry", capture.seq);
+    picture(capture, layer, head, title, style, Picture::Png)
+}
+
+/// The surfaces one head's picture is drawn on: the same plan on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picture {
+    Png,
+    Svg,
+}
+
+/// Render one head of a capture as a PNG or SVG heatmap.
+pub fn picture(capture: &Capture, layer: usize, head: usize, title: &str, style: &StyleArgs, surface: Picture) -> Result<Vec<u8>> {
+    let values = head_values(capture, layer, head)?;
+    let scale = head_scale(values, style);
+    let subtitle = head_subtitle(capture);
     let labels = &capture.input.labels;
     let options = HeatmapOptions {
         title,
         subtitle: Some(&subtitle),
         row_labels: labels,
         col_labels: labels,
-        colormap,
+        colormap: colormap(style),
         scale,
-        mask: if capture.causal { Mask::Causal } else { Mask::None },
+        mask: mask(capture),
         colorbar_label: "attention weight",
         ..HeatmapOptions::default()
     };
-    Ok(render::heatmap_png(values, capture.seq, capture.seq, &options)?)
+    Ok(match surface {
+        Picture::Png => render::heatmap_png(values, capture.seq, capture.seq, &options)?,
+        Picture::Svg => render::heatmap_svg(values, capture.seq, capture.seq, &options)?,
+    })
+}
+
+/// One head's `[query, key]` weights.
+pub fn head_values(capture: &Capture, layer: usize, head: usize) -> Result<&[f32]> {
+    capture.head(layer, head).ok_or_else(|| Error::Input(format!("layer {layer} was not captured")))
+}
+
+/// `--scale` for one map: 0..its maximum, or 0..1.
+pub fn head_scale(values: &[f32], style: &StyleArgs) -> Scale {
+    match style.scale {
+        ScaleArg::Auto => Scale::zero_to_max(values),
+        ScaleArg::Fixed => Scale::Range { min: 0.0, max: 1.0 },
+    }
+}
+
+/// The line under every head's title: how many tokens, and what a map does not show.
+pub fn head_subtitle(capture: &Capture) -> String {
+    let truncated = if capture.input.dropped > 0 { format!(" (truncated, {} dropped)", capture.input.dropped) } else { String::new() };
+    format!("{} tokens{truncated} · attention weights only: not what the values carry", capture.seq)
+}
+
+pub fn colormap(style: &StyleArgs) -> Colormap {
+    Colormap::from_name(&style.colormap).unwrap_or(Colormap::Viridis)
+}
+
+pub fn mask(capture: &Capture) -> Mask {
+    if capture.causal { Mask::Causal } else { Mask::None }
 }

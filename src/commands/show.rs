@@ -1,6 +1,7 @@
-//! `attnmap show`: one map as a PNG, .npy or .json: a head's weights or norms, or a
-//! layer's rollout or flow, over tokens or words.
+//! `attnmap show`: one map as a PNG, SVG, HTML page, .npy, .json or terminal text: a
+//! head's weights or norms, or a layer's rollout or flow, over tokens or words.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::capture::{check_head, check_layer, Capture};
@@ -10,9 +11,10 @@ use crate::ui::Ui;
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 
 use crate::analysis::views::{check_flow_size, norm_layer, view_map, View};
+use crate::render::{self, terminal::{TermColour, TermOptions}};
 
-use super::views::{picture, scale_of, view_of, Axis};
-use super::{encode, model_name, open_model, read_input};
+use super::views::{picture as view_picture, scale_of, view_of, Axis};
+use super::{encode, head_scale, head_values, model_name, open_model, picture, read_input, Picture};
 
 pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     let format = output_format(args)?;
@@ -56,55 +58,82 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     };
     let capture = run.capture;
     let name = model_name(&session.files);
-    let axis = Axis::of(&capture, args.words);
-    let values = axis.merge(&view_map(&capture, view, layer, head)?, capture.seq);
-    let side = axis.len();
-    let bytes = match format {
-        FormatArg::Png => {
-            let title = match head {
-                Some(head) if view == View::Weights => format!("{name} · layer {layer} · head {head}"),
-                Some(head) => format!("{name} · layer {layer} · head {head} · {}", view.name()),
-                None => format!("{name} · {} to layer {layer}", view.name()),
-            };
-            // --scale fixed for norm: 0 to the largest value of the layer's heads, so heads compare.
-            let layer_max = match (view, capture.layer(layer), capture.value_norms(layer)) {
-                (View::Norm, Some(patterns), Some(norms)) => axis.merge(&norm_layer(patterns, norms, capture.seq), capture.seq).into_iter().fold(0f32, f32::max),
-                _ => 1.0,
-            };
-            let scale = scale_of(view, &values, &args.style, layer_max);
-            picture(&values, &axis, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?
+    let bytes = if view == View::Weights && !args.words {
+        let head = head.unwrap_or(0);
+        let title = format!("{name} · layer {layer} · head {head}");
+        match format {
+            FormatArg::Png => picture(&capture, layer, head, &title, &args.style, Picture::Png)?,
+            FormatArg::Svg => picture(&capture, layer, head, &title, &args.style, Picture::Svg)?,
+            FormatArg::Npy => npy_f32(&[capture.seq, capture.seq], head_values(&capture, layer, head)?),
+            FormatArg::Json => render::json::head_json(
+                head_values(&capture, layer, head)?,
+                capture.seq,
+                &render::json::HeadJson { model: &session.files.id, layer, head, tokens: capture.tokens(), ids: &capture.input.ids },
+            ),
+            FormatArg::Html => super::view::head_page(&capture, layer, head, &title, &args.style)?,
+            FormatArg::Term => terminal(&capture, layer, head, &title, &args.style, ui)?,
         }
-        FormatArg::Npy => npy_f32(&[side, side], &values),
-        FormatArg::Json => {
-            let rows: Vec<&[f32]> = values.chunks(side).collect();
-            let hook = match view {
-                View::Weights => format!("blocks.{layer}.attn.hook_pattern"),
-                View::Norm => format!("blocks.{layer}.attn.hook_pattern * blocks.{layer}.attn.hook_value_norm"),
-                View::Rollout | View::Flow => format!("blocks.{{0..{layer}}}.attn.hook_pattern"),
-            };
-            let mut json = serde_json::json!({
-                "model": session.files.id,
-                "layer": layer,
-                "head": head,
-                "view": view.name(),
-                "formula": view.formula(),
-                "hook": hook,
-                "tokens": capture.tokens(),
-                "ids": capture.input.ids,
-                "labels": axis.labels,
-                "values": rows,
-            });
-            if view == View::Weights && !args.words {
-                json["attention"] = json["values"].clone();
+    } else {
+        let axis = Axis::of(&capture, args.words);
+        let values = axis.merge(&view_map(&capture, view, layer, head)?, capture.seq);
+        let side = axis.len();
+        match format {
+            FormatArg::Png => {
+                let title = match head {
+                    Some(head) if view == View::Weights => format!("{name} · layer {layer} · head {head}"),
+                    Some(head) => format!("{name} · layer {layer} · head {head} · {}", view.name()),
+                    None => format!("{name} · {} to layer {layer}", view.name()),
+                };
+                // --scale fixed for norm: 0 to the largest value of the layer's heads, so heads compare.
+                let layer_max = match (view, capture.layer(layer), capture.value_norms(layer)) {
+                    (View::Norm, Some(patterns), Some(norms)) => axis.merge(&norm_layer(patterns, norms, capture.seq), capture.seq).into_iter().fold(0f32, f32::max),
+                    _ => 1.0,
+                };
+                let scale = scale_of(view, &values, &args.style, layer_max);
+                view_picture(&values, &axis, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?
             }
-            if let Some(words) = axis.describe() {
-                json["words"] = words;
+            FormatArg::Npy => npy_f32(&[side, side], &values),
+            FormatArg::Json => {
+                let rows: Vec<&[f32]> = values.chunks(side).collect();
+                let hook = match view {
+                    View::Weights => format!("blocks.{layer}.attn.hook_pattern"),
+                    View::Norm => format!("blocks.{layer}.attn.hook_pattern * blocks.{layer}.attn.hook_value_norm"),
+                    View::Rollout | View::Flow => format!("blocks.{{0..{layer}}}.attn.hook_pattern"),
+                };
+                let mut json = serde_json::json!({
+                    "model": session.files.id,
+                    "layer": layer,
+                    "head": head,
+                    "view": view.name(),
+                    "formula": view.formula(),
+                    "hook": hook,
+                    "tokens": capture.tokens(),
+                    "ids": capture.input.ids,
+                    "labels": axis.labels,
+                    "values": rows,
+                });
+                if view == View::Weights && !args.words {
+                    json["attention"] = json["values"].clone();
+                }
+                if let Some(words) = axis.describe() {
+                    json["words"] = words;
+                }
+                let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::output("<json>", e))?;
+                text.push('\n');
+                text.into_bytes()
             }
-            let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::output("<json>", e))?;
-            text.push('\n');
-            text.into_bytes()
+            other => {
+                return Err(Error::Usage(format!(
+                    "--view {} and --words write .png, .npy or .json; {} output shows the weights of one head only",
+                    view.name(),
+                    extension(other)
+                )))
+            }
         }
     };
+    if format == FormatArg::Term && args.output.as_deref().is_none_or(|p| p.as_os_str() == "-") {
+        return write_stdout(&bytes);
+    }
     match &args.output {
         Some(path) if path.as_os_str() == "-" => write_stdout(&bytes),
         Some(path) => {
@@ -145,14 +174,17 @@ fn picture_or_numbers(args: &ShowArgs) -> Result<FormatArg> {
     }
     let Some(path) = &args.output else { return Ok(FormatArg::Png) };
     if path.as_os_str() == "-" {
-        return Ok(FormatArg::Png);
+        // A terminal shown PNG bytes is garbage and may be left in a strange state.
+        return Ok(if std::io::stdout().is_terminal() { FormatArg::Term } else { FormatArg::Png });
     }
     match extension_of(path).as_deref() {
         Some("png") => Ok(FormatArg::Png),
+        Some("svg") => Ok(FormatArg::Svg),
+        Some("html" | "htm") => Ok(FormatArg::Html),
         Some("npy") => Ok(FormatArg::Npy),
         Some("json") => Ok(FormatArg::Json),
         other => Err(Error::Usage(format!(
-            "cannot tell the format of -o {} ({}); use a .png, .npy or .json file name, or --format",
+            "cannot tell the format of -o {} ({}); use a .png, .svg, .html, .npy or .json file name, or --format",
             path.display(),
             other.map(|e| format!("unknown extension .{e}")).unwrap_or_else(|| "no extension".into())
         ))),
@@ -168,9 +200,34 @@ fn extension(format: FormatArg) -> &'static str {
         FormatArg::Png => "png",
         FormatArg::Npy => "npy",
         FormatArg::Json => "json",
+        FormatArg::Svg => "svg",
+        FormatArg::Html => "html",
+        FormatArg::Term => "txt",
     }
 }
 
 fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+/// The map as terminal text, sized to the terminal (COLUMNS/LINES override it, as in ls).
+fn terminal(capture: &Capture, layer: usize, head: usize, title: &str, style: &crate::cli::StyleArgs, ui: &Ui) -> Result<Vec<u8>> {
+    let values = head_values(capture, layer, head)?;
+    let size = console::Term::stdout().size_checked();
+    let from_env = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
+    let columns = from_env("COLUMNS").or(size.map(|(_, columns)| usize::from(columns))).unwrap_or(80);
+    let lines = from_env("LINES").or(size.map(|(lines, _)| usize::from(lines))).unwrap_or(24);
+    let colour = TermColour::detect(ui.color_stdout(), std::env::var("COLORTERM").ok().as_deref());
+    let options = TermOptions {
+        title,
+        view: "attention weights",
+        labels: &capture.input.labels,
+        colormap: super::colormap(style),
+        scale: head_scale(values, style),
+        mask: super::mask(capture),
+        columns,
+        lines,
+        colour,
+    };
+    Ok(render::terminal::heatmap_term(values, capture.seq, &options).into_bytes())
 }

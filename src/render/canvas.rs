@@ -63,15 +63,6 @@ impl Canvas {
         }
     }
 
-    /// A one-pixel frame drawn just outside the given rectangle, so the data
-    /// inside keeps every one of its pixels.
-    pub fn frame_around(&mut self, x: i64, y: i64, width: i64, height: i64, rgb: [u8; 3]) {
-        self.fill(x - 1, y - 1, width + 2, 1, rgb);
-        self.fill(x - 1, y + height, width + 2, 1, rgb);
-        self.fill(x - 1, y, 1, height, rgb);
-        self.fill(x + width, y, 1, height, rgb);
-    }
-
     /// Mutable access to the pixels of row `y` from column `x` on, `len` pixels long.
     pub fn row_mut(&mut self, x: u32, y: u32, len: u32) -> &mut [u8] {
         let start = (y as usize * self.width as usize + x as usize) * 3;

@@ -1,6 +1,7 @@
 //! The colour bar: the key that says which colour means which number.
 
-use super::canvas::{Canvas, Orientation};
+use super::canvas::Orientation;
+use super::surface::Surface;
 use super::colormap::Colormap;
 use super::style::{CAPTION_PX, INK, RULE, TICK_GAP, TICK_LEN, TICK_PX};
 use super::text::Text;
@@ -34,20 +35,10 @@ impl Colorbar {
         (TICK_PX / 2.0).ceil() as u32
     }
 
-    pub fn draw(&self, canvas: &mut Canvas, text: &mut Text, x: u32, y: u32, height: u32) {
+    pub fn draw(&self, surface: &mut dyn Surface, text: &mut Text, x: u32, y: u32, height: u32) {
         let height = height.max(1);
-        for row in 0..height {
-            // Top is the high end, as on every plotting library's colour bar.
-            let t = 1.0 - (row as f32 + 0.5) / height as f32;
-            canvas.fill(
-                i64::from(x),
-                i64::from(y + row),
-                i64::from(BAR_WIDTH),
-                1,
-                self.colormap.rgb(t),
-            );
-        }
-        canvas.frame_around(
+        surface.gradient(x, y, BAR_WIDTH, height, self.colormap);
+        surface.frame_around(
             i64::from(x),
             i64::from(y),
             i64::from(BAR_WIDTH),
@@ -57,38 +48,26 @@ impl Colorbar {
 
         let mut widest_tick = 0;
         let label_x = x + BAR_WIDTH + TICK_LEN + TICK_GAP;
+        let line_height = TICK_PX.ceil() as i64;
         for (t, label) in &self.ticks {
             let tick_y = y + ((1.0 - t) * (height - 1) as f32).round() as u32;
-            canvas.fill(
+            surface.fill(
                 i64::from(x + BAR_WIDTH),
                 i64::from(tick_y),
                 i64::from(TICK_LEN),
                 1,
                 RULE,
             );
-            let bitmap = text.render(label, TICK_PX);
             widest_tick = widest_tick.max(text.measure(label, TICK_PX).ceil() as u32);
-            let top = i64::from(tick_y) - i64::from(bitmap.height / 2);
-            canvas.draw_text(
-                &bitmap,
-                i64::from(label_x),
-                top,
-                INK,
-                Orientation::Horizontal,
-            );
+            let top = i64::from(tick_y) - line_height / 2;
+            surface.text(text, label, TICK_PX, i64::from(label_x), top, INK, Orientation::Horizontal);
         }
 
         let caption = text.label(&self.label, CAPTION_PX, height as f32);
-        let bitmap = text.render(&caption, CAPTION_PX);
+        let caption_length = text.box_width(&caption, CAPTION_PX);
         let caption_x = label_x + widest_tick + LABEL_GAP;
         // Turned upright, the caption's length runs down the bar: centre it there.
-        let caption_y = y + height.saturating_sub(bitmap.width) / 2;
-        canvas.draw_text(
-            &bitmap,
-            i64::from(caption_x),
-            i64::from(caption_y),
-            INK,
-            Orientation::Up,
-        );
+        let caption_y = y + height.saturating_sub(caption_length) / 2;
+        surface.text(text, &caption, CAPTION_PX, i64::from(caption_x), i64::from(caption_y), INK, Orientation::Up);
     }
 }

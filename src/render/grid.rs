@@ -1,12 +1,14 @@
 //! Every head at a glance: one small tile per (layer, head), layers down, heads across.
 
-use super::canvas::{Canvas, Orientation};
+use super::canvas::Orientation;
 use super::colorbar::{self, Colorbar};
 use super::colormap::Colormap;
 use super::heatmap::{draw_header, header_height, header_width};
 use super::matrix::{self, Axis, Matrix};
 use super::scale::{Mask, Scale};
 use super::style::{BACKGROUND, CAPTION_PX, INK, LABEL_PX, MARGIN, RULE, SUBTITLE_PX, TITLE_PX};
+use super::surface::{CellNames, Raster, Surface};
+use super::svg::{Svg, MAX_RECT_CELLS};
 use super::text::Text;
 use super::RenderError;
 
@@ -38,6 +40,8 @@ pub struct GridOptions<'a> {
     pub fixed_scale: Option<Scale>,
     pub mask: Mask,
     pub colorbar_label: &'a str,
+    /// One per token, for tooltips on surfaces that have them (SVG); may be empty.
+    pub labels: &'a [String],
 }
 
 impl Default for GridOptions<'_> {
@@ -50,6 +54,7 @@ impl Default for GridOptions<'_> {
             fixed_scale: None,
             mask: Mask::None,
             colorbar_label: "attention weight",
+            labels: &[],
         }
     }
 }
@@ -62,6 +67,65 @@ pub fn grid_png(
     seq: usize,
     opts: &GridOptions,
 ) -> Result<Vec<u8>, RenderError> {
+    let (mut text, plan) = prepare(values, layers, heads, seq, opts)?;
+    let mut raster = Raster::new(plan.width, plan.height, BACKGROUND);
+    draw(&mut raster, &mut text, values, opts.labels, &plan);
+    raster.into_png()
+}
+
+/// The same picture as [`grid_png`] as SVG (tiles as rects up to
+/// [`super::svg::MAX_RECT_CELLS`] cells in all, embedded images past that).
+pub fn grid_svg(
+    values: &[f32],
+    layers: usize,
+    heads: usize,
+    seq: usize,
+    opts: &GridOptions,
+) -> Result<Vec<u8>, RenderError> {
+    let (mut text, plan) = prepare(values, layers, heads, seq, opts)?;
+    let mut svg = Svg::new(plan.width, plan.height, &plan.title);
+    if values.len() > MAX_RECT_CELLS {
+        svg.force_images();
+    }
+    draw(&mut svg, &mut text, values, opts.labels, &plan);
+    Ok(svg.finish())
+}
+
+/// Everything measured before drawing, shared by both surfaces.
+struct GridPlan {
+    width: u32,
+    height: u32,
+    heads: usize,
+    seq: usize,
+    mask: Mask,
+    colormap: Colormap,
+    diverging: bool,
+    shared_scale: Option<Scale>,
+    axis: Axis,
+    tile: u32,
+    pitch: u32,
+    tiles_width: u32,
+    tiles_height: u32,
+    grid_x: u32,
+    grid_y: u32,
+    head_caption_y: u32,
+    head_labels_y: u32,
+    title: String,
+    subtitle: Option<String>,
+    layer_labels: Vec<(usize, String)>,
+    head_labels: Vec<(usize, String)>,
+    colorbar: Colorbar,
+    colorbar_x: u32,
+    colorbar_height: u32,
+}
+
+fn prepare(
+    values: &[f32],
+    layers: usize,
+    heads: usize,
+    seq: usize,
+    opts: &GridOptions,
+) -> Result<(Text, GridPlan), RenderError> {
     let shape = format!("[{layers} layers, {heads} heads, {seq} queries, {seq} keys]");
     if layers == 0 || heads == 0 || seq == 0 {
         return Err(RenderError::Empty { shape });
@@ -100,7 +164,7 @@ pub fn grid_png(
         ))
     };
 
-    let mut text = Text::new()?;
+    let text = Text::new()?;
 
     // Tiles: as big as the target allows, shrunk (then pooled) to fit the cap.
     let tile_cap = tile_cap(heads).min(tile_cap(layers));
@@ -171,26 +235,56 @@ pub fn grid_png(
     let height =
         (grid_y + tiles_height).max(grid_y + colorbar_height + Colorbar::overhang()) + MARGIN;
 
-    let mut canvas = Canvas::new(width, height, BACKGROUND);
-    draw_header(&mut canvas, &mut text, &title, subtitle.as_deref());
+    let plan = GridPlan {
+        width,
+        height,
+        heads,
+        seq,
+        mask: opts.mask,
+        colormap: opts.colormap,
+        diverging,
+        shared_scale,
+        axis,
+        tile,
+        pitch,
+        tiles_width,
+        tiles_height,
+        grid_x,
+        grid_y,
+        head_caption_y,
+        head_labels_y,
+        title,
+        subtitle,
+        layer_labels,
+        head_labels,
+        colorbar,
+        colorbar_x,
+        colorbar_height,
+    };
+    Ok((text, plan))
+}
 
-    let colormap = opts.colormap;
+fn draw(surface: &mut dyn Surface, text: &mut Text, values: &[f32], labels: &[String], plan: &GridPlan) {
+    let GridPlan { heads, seq, axis, tile, pitch, tiles_width, tiles_height, grid_x, grid_y, head_caption_y, head_labels_y, colormap, diverging, mask, .. } = *plan;
+    let tile_len = seq * seq;
+    draw_header(surface, text, &plan.title, plan.subtitle.as_deref());
+    let line_height = LABEL_PX.ceil() as i64;
     for (index, values) in values.chunks_exact(tile_len).enumerate() {
         let (layer, head) = (index / heads, index % heads);
         let x = grid_x + head as u32 * pitch;
         let y = grid_y + layer as u32 * pitch;
-        let scale = shared_scale
-            .unwrap_or_else(|| visible_scale(std::iter::once(values), seq, opts.mask, diverging));
+        let scale = plan.shared_scale
+            .unwrap_or_else(|| visible_scale(std::iter::once(values), seq, mask, diverging));
         let matrix = Matrix {
             values,
             rows: axis,
             cols: axis,
-            mask: opts.mask,
+            mask,
         };
-        matrix::paint(&mut canvas, x, y, &matrix, colormap.mask_rgb(), |value| {
-            colormap.rgb(scale.normalise(value))
-        });
-        canvas.frame_around(
+        let prefix = format!("layer {layer}, head {head}");
+        let names = CellNames { prefix: &prefix, rows: labels, cols: labels };
+        surface.matrix(x, y, &matrix, colormap, scale, Some(names));
+        surface.frame_around(
             i64::from(x),
             i64::from(y),
             i64::from(tile),
@@ -199,55 +293,27 @@ pub fn grid_png(
         );
     }
 
-    for (layer, label) in &layer_labels {
-        let bitmap = text.render(label, LABEL_PX);
+    for (layer, label) in &plan.layer_labels {
         let label_width = text.measure(label, LABEL_PX).ceil() as i64;
         let centre = i64::from(grid_y + *layer as u32 * pitch + tile / 2);
         let left = i64::from(grid_x - LABEL_GAP) - label_width;
-        canvas.draw_text(
-            &bitmap,
-            left,
-            centre - i64::from(bitmap.height / 2),
-            INK,
-            Orientation::Horizontal,
-        );
+        surface.text(text, label, LABEL_PX, left, centre - line_height / 2, INK, Orientation::Horizontal);
     }
-    for (head, label) in &head_labels {
-        let bitmap = text.render(label, LABEL_PX);
+    for (head, label) in &plan.head_labels {
         let label_width = text.measure(label, LABEL_PX).ceil() as i64;
         let centre = i64::from(grid_x + *head as u32 * pitch + tile / 2);
-        canvas.draw_text(
-            &bitmap,
-            centre - label_width / 2,
-            i64::from(head_labels_y),
-            INK,
-            Orientation::Horizontal,
-        );
+        surface.text(text, label, LABEL_PX, centre - label_width / 2, i64::from(head_labels_y), INK, Orientation::Horizontal);
     }
-    let layer_caption = text.render("layer", CAPTION_PX);
-    let layer_caption_top =
-        i64::from(grid_y) + (i64::from(tiles_height) - i64::from(layer_caption.width)) / 2;
-    canvas.draw_text(
-        &layer_caption,
-        i64::from(MARGIN),
-        layer_caption_top,
-        INK,
-        Orientation::Up,
-    );
-    let head_caption = text.render("head", CAPTION_PX);
-    let head_caption_left =
-        i64::from(grid_x) + (i64::from(tiles_width) - i64::from(head_caption.width)) / 2;
-    canvas.draw_text(
-        &head_caption,
-        head_caption_left,
-        i64::from(head_caption_y),
-        INK,
-        Orientation::Horizontal,
-    );
+    let layer_caption_width = i64::from(text.box_width("layer", CAPTION_PX));
+    let layer_caption_top = i64::from(grid_y) + (i64::from(tiles_height) - layer_caption_width) / 2;
+    surface.text(text, "layer", CAPTION_PX, i64::from(MARGIN), layer_caption_top, INK, Orientation::Up);
+    let head_caption_width = i64::from(text.box_width("head", CAPTION_PX));
+    let head_caption_left = i64::from(grid_x) + (i64::from(tiles_width) - head_caption_width) / 2;
+    surface.text(text, "head", CAPTION_PX, head_caption_left, i64::from(head_caption_y), INK, Orientation::Horizontal);
 
-    colorbar.draw(&mut canvas, &mut text, colorbar_x, grid_y, colorbar_height);
-    canvas.into_png()
+    plan.colorbar.draw(surface, text, plan.colorbar_x, grid_y, plan.colorbar_height);
 }
+
 
 /// Largest tile side that fits `count` tiles (and their gaps) into the cap.
 fn tile_cap(count: usize) -> u32 {

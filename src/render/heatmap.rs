@@ -1,6 +1,6 @@
 //! One attention map as a labelled PNG heatmap: queries down, keys across.
 
-use super::canvas::{Canvas, Orientation};
+use super::canvas::Orientation;
 use super::colorbar::{self, Colorbar};
 use super::colormap::Colormap;
 use super::matrix::{self, Axis, Matrix};
@@ -8,6 +8,8 @@ use super::style::{
     BACKGROUND, CAPTION_PX, INK, LABEL_MAX_WIDTH, LABEL_PX, MARGIN, MUTED_INK, RULE, SUBTITLE_PX,
     TICK_GAP, TICK_LEN, TITLE_PX,
 };
+use super::surface::{CellNames, Raster, Surface};
+use super::svg::Svg;
 use super::text::Text;
 use super::RenderError;
 
@@ -122,6 +124,28 @@ pub fn heatmap_png(
     cols: usize,
     opts: &HeatmapOptions,
 ) -> Result<Vec<u8>, RenderError> {
+    let (mut text, plan) = prepare(values, rows, cols, opts)?;
+    let mut raster = Raster::new(plan.layout.width, plan.layout.height, BACKGROUND);
+    draw(&mut raster, &mut text, values, opts, &plan);
+    raster.into_png()
+}
+
+/// The same picture as [`heatmap_png`] as SVG: vector text and shapes, cells as
+/// rects with tooltips up to [`super::svg::MAX_RECT_CELLS`], an embedded image past that.
+pub fn heatmap_svg(
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+    opts: &HeatmapOptions,
+) -> Result<Vec<u8>, RenderError> {
+    let (mut text, plan) = prepare(values, rows, cols, opts)?;
+    let mut svg = Svg::new(plan.layout.width, plan.layout.height, &plan.title);
+    draw(&mut svg, &mut text, values, opts, &plan);
+    Ok(svg.finish())
+}
+
+/// Checks the input and measures the picture: everything both surfaces share.
+fn prepare(values: &[f32], rows: usize, cols: usize, opts: &HeatmapOptions) -> Result<(Text, Plan), RenderError> {
     check_shape(rows, cols, opts)?;
     // Saturating: a shape whose size overflows cannot match any slice.
     let expected = rows.saturating_mul(cols);
@@ -136,33 +160,26 @@ pub fn heatmap_png(
     if let Some((row, col)) = matrix::first_non_finite(values, cols, opts.mask) {
         return Err(RenderError::NonFinite { row, col });
     }
-
-    let mut text = Text::new()?;
+    let text = Text::new()?;
     let plan = plan(rows, cols, opts, &text);
-    let layout = &plan.layout;
-    let mut canvas = Canvas::new(layout.width, layout.height, BACKGROUND);
+    Ok((text, plan))
+}
 
-    draw_header(
-        &mut canvas,
-        &mut text,
-        &plan.title,
-        plan.subtitle.as_deref(),
-    );
+fn draw(surface: &mut dyn Surface, text: &mut Text, values: &[f32], opts: &HeatmapOptions, plan: &Plan) {
+    let layout = &plan.layout;
+    draw_header(surface, text, &plan.title, plan.subtitle.as_deref());
 
     let (x, y) = (layout.heatmap_x, layout.heatmap_y);
     let (width, height) = (layout.heatmap_width, layout.heatmap_height);
-    let scale = opts.scale;
-    let colormap = opts.colormap;
     let matrix = Matrix {
         values,
         rows: layout.row_axis,
         cols: layout.col_axis,
         mask: opts.mask,
     };
-    matrix::paint(&mut canvas, x, y, &matrix, colormap.mask_rgb(), |value| {
-        colormap.rgb(scale.normalise(value))
-    });
-    canvas.frame_around(
+    let names = CellNames { prefix: opts.title, rows: opts.row_labels, cols: opts.col_labels };
+    surface.matrix(x, y, &matrix, opts.colormap, opts.scale, Some(names));
+    surface.frame_around(
         i64::from(x),
         i64::from(y),
         i64::from(width),
@@ -171,49 +188,47 @@ pub fn heatmap_png(
     );
 
     let offset = label_offset();
+    let line_height = LABEL_PX.ceil() as i64;
     for (row, label) in &plan.row_labels {
         let centre = i64::from(y) + layout.row_axis.centre(*row).floor() as i64;
-        canvas.fill(
+        surface.fill(
             i64::from(x) - 1 - i64::from(TICK_LEN),
             centre,
             i64::from(TICK_LEN),
             1,
             RULE,
         );
-        let bitmap = text.render(label, LABEL_PX);
         let label_width = text.measure(label, LABEL_PX).ceil() as i64;
         let left = i64::from(x) - i64::from(offset) - label_width;
-        let top = centre - i64::from(bitmap.height / 2);
-        canvas.draw_text(&bitmap, left, top, INK, Orientation::Horizontal);
+        let top = centre - line_height / 2;
+        surface.text(text, label, LABEL_PX, left, top, INK, Orientation::Horizontal);
     }
     let below = i64::from(y + height);
     for (col, label) in &plan.col_labels {
         let centre = i64::from(x) + layout.col_axis.centre(*col).floor() as i64;
-        canvas.fill(centre, below + 1, 1, i64::from(TICK_LEN), RULE);
-        let bitmap = text.render(label, LABEL_PX);
-        let left = centre - i64::from(bitmap.height / 2);
+        surface.fill(centre, below + 1, 1, i64::from(TICK_LEN), RULE);
+        let left = centre - line_height / 2;
         // Upright text reads bottom to top, so its end sits next to the
         // heatmap and long labels grow away from it, as in matplotlib.
         let top = below + i64::from(offset);
-        canvas.draw_text(&bitmap, left, top, INK, Orientation::Up);
+        surface.text(text, label, LABEL_PX, left, top, INK, Orientation::Up);
     }
 
-    let query = text.render(opts.row_caption, CAPTION_PX);
-    let query_top = i64::from(y) + (i64::from(height) - i64::from(query.width)) / 2;
-    canvas.draw_text(&query, i64::from(MARGIN), query_top, INK, Orientation::Up);
-    let key = text.render(opts.col_caption, CAPTION_PX);
-    let key_left = i64::from(x) + (i64::from(width) - i64::from(key.width)) / 2;
+    let query_length = i64::from(text.box_width(opts.row_caption, CAPTION_PX));
+    let query_top = i64::from(y) + (i64::from(height) - query_length) / 2;
+    surface.text(text, opts.row_caption, CAPTION_PX, i64::from(MARGIN), query_top, INK, Orientation::Up);
+    let key_width = i64::from(text.box_width(opts.col_caption, CAPTION_PX));
+    let key_left = i64::from(x) + (i64::from(width) - key_width) / 2;
     let key_top = below + i64::from(offset + plan.col_label_length + CAPTION_GAP);
-    canvas.draw_text(&key, key_left, key_top, INK, Orientation::Horizontal);
+    surface.text(text, opts.col_caption, CAPTION_PX, key_left, key_top, INK, Orientation::Horizontal);
 
     plan.colorbar.draw(
-        &mut canvas,
-        &mut text,
+        surface,
+        text,
         plan.colorbar_x,
         y,
         plan.colorbar_height,
     );
-    canvas.into_png()
 }
 
 fn check_shape(rows: usize, cols: usize, opts: &HeatmapOptions) -> Result<(), RenderError> {
@@ -265,32 +280,18 @@ pub(super) fn header_width(text: &Text, title: &str, subtitle: Option<&str>) -> 
 
 /// Title and subtitle at the top left; the caller has already shortened them.
 pub(super) fn draw_header(
-    canvas: &mut Canvas,
+    surface: &mut dyn Surface,
     text: &mut Text,
     title: &str,
     subtitle: Option<&str>,
 ) {
     let mut y = MARGIN;
     if !title.is_empty() {
-        let bitmap = text.render(title, TITLE_PX);
-        canvas.draw_text(
-            &bitmap,
-            i64::from(MARGIN),
-            i64::from(y),
-            INK,
-            Orientation::Horizontal,
-        );
+        surface.text(text, title, TITLE_PX, i64::from(MARGIN), i64::from(y), INK, Orientation::Horizontal);
         y += TITLE_PX.ceil() as u32 + 4;
     }
     if let Some(subtitle) = subtitle {
-        let bitmap = text.render(subtitle, SUBTITLE_PX);
-        canvas.draw_text(
-            &bitmap,
-            i64::from(MARGIN),
-            i64::from(y),
-            MUTED_INK,
-            Orientation::Horizontal,
-        );
+        surface.text(text, subtitle, SUBTITLE_PX, i64::from(MARGIN), i64::from(y), MUTED_INK, Orientation::Horizontal);
     }
 }
 
@@ -301,10 +302,13 @@ pub(super) fn thinned_labels(text: &Text, axis: Axis, labels: &[String]) -> Vec<
     (0..axis.cells)
         .step_by(step)
         .map(|index| {
-            let raw = labels
-                .get(index)
-                .cloned()
-                .unwrap_or_else(|| index.to_string());
+            // Once labels are thinned a reader cannot count rows to tell which
+            // token a label names, so it carries the token's index.
+            let raw = match labels.get(index) {
+                Some(label) if step > 1 => format!("#{index} {label}"),
+                Some(label) => label.clone(),
+                None => index.to_string(),
+            };
             (index, text.label(&raw, LABEL_PX, LABEL_MAX_WIDTH))
         })
         .collect()

@@ -1,30 +1,39 @@
-//! The render room: plain attention numbers and token labels in, PNG bytes out.
+//! The render room: plain attention numbers and token labels in, bytes out
+//! (PNG, SVG, JSON, terminal text, a self-contained HTML viewer).
 //!
 //! Nothing here knows about models or tensors: a heatmap is a row-major `&[f32]`
 //! (query tokens down, key tokens across) plus its labels, so every picture can be
 //! tested without loading a model. Text uses the embedded Noto Sans (OFL, see
-//! `assets/fonts/`), never a system font, so the same input gives the same bytes
-//! on every machine.
+//! `assets/fonts/`), so the same input gives the same bytes on every machine;
+//! only characters Noto Sans lacks are drawn from the system's fonts (see
+//! `fallback`), and where no font has them, as `U+XXXX`.
 
+mod base64;
 mod canvas;
+mod fallback;
 mod colorbar;
 pub mod colormap;
 pub mod compare;
 mod colormap_tables;
 pub mod grid;
 pub mod heatmap;
+pub mod html;
+pub mod json;
 pub mod marks;
 pub mod report;
 pub mod heads_report;
 pub mod find_report;
 mod matrix;
 mod scale;
+mod surface;
+pub mod svg;
+pub mod terminal;
 mod text;
 
 pub use colormap::Colormap;
 pub use compare::{compare_png, CompareOptions};
-pub use grid::{grid_png, GridOptions};
-pub use heatmap::{heatmap_png, HeatmapOptions, Layout, Mask, Scale};
+pub use grid::{grid_png, grid_svg, GridOptions};
+pub use heatmap::{heatmap_png, heatmap_svg, HeatmapOptions, Layout, Mask, Scale};
 pub use marks::{mark_cells, CellMark};
 
 /// Why a picture could not be drawn. Each message names what the caller gave.

@@ -1,13 +1,17 @@
 //! Text for the render room: the embedded font, a glyph cache, and honest labels.
 //!
 //! Labels come from tokenizers and can hold anything (emoji, CJK, control
-//! bytes). Characters the font lacks are written as `U+XXXX` escapes instead of
-//! tofu boxes, so a label never pretends to show what it cannot.
+//! bytes). Characters the embedded font lacks are drawn from a system font
+//! that has them (`super::fallback`); those no font has are written as
+//! `U+XXXX` escapes instead of tofu boxes, so a label never pretends to show
+//! what it cannot.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use ab_glyph::{point, Font, FontRef, GlyphId, PxScale, ScaleFont};
+use ab_glyph::{point, Font, FontArc, FontRef, GlyphId, PxScale, ScaleFont};
+
+use super::fallback;
 
 use super::RenderError;
 
@@ -22,6 +26,8 @@ const ELLIPSIS: char = '\u{2026}';
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct GlyphKey {
+    /// 0 for the embedded font, else a fallback slot.
+    font: u16,
     glyph: u16,
     px_bits: u32,
     subpixel: u8,
@@ -55,13 +61,13 @@ pub(super) struct TextBitmap {
 
 /// The font plus this thread's glyph cache, borrowed for one picture.
 pub(super) struct Text {
-    font: FontRef<'static>,
+    font: FontArc,
     cache: GlyphCache,
 }
 
 impl Text {
     pub fn new() -> Result<Text, RenderError> {
-        let font = FontRef::try_from_slice(FONT_BYTES)?;
+        let font = FontArc::new(FontRef::try_from_slice(FONT_BYTES)?);
         let cache = GLYPH_CACHE.with(|cache| std::mem::take(&mut *cache.borrow_mut()));
         Ok(Text { font, cache })
     }
@@ -93,63 +99,91 @@ impl Text {
             '\n' => "\\n".to_string(),
             '\r' => "\\r".to_string(),
             '\t' => "\\t".to_string(),
-            c if c.is_control() || self.font.glyph_id(c) == GlyphId(0) => {
+            c if c.is_control() || (self.font.glyph_id(c) == GlyphId(0) && fallback::font_for(c).is_none()) => {
                 format!("U+{:04X}", u32::from(c))
             }
             c => c.to_string(),
         }
     }
 
+    /// The font that draws `c` (the embedded one unless it lacks the glyph), its slot and glyph.
+    fn glyph(&self, c: char) -> (u16, FontArc, GlyphId) {
+        let glyph = self.font.glyph_id(c);
+        if glyph == GlyphId(0) {
+            if let Some(found) = fallback::font_for(c) {
+                let id = found.font.glyph_id(c);
+                return (found.slot, found.font, id);
+            }
+        }
+        (0, self.font.clone(), glyph)
+    }
+
     /// Advance width of an already displayable string, in pixels.
     pub fn measure(&self, text: &str, px: f32) -> f32 {
-        let scaled = self.font.as_scaled(PxScale::from(px));
         let mut width = 0.0;
-        let mut previous: Option<GlyphId> = None;
+        let mut previous: Option<(u16, GlyphId)> = None;
         for c in text.chars() {
-            let glyph = scaled.glyph_id(c);
-            if let Some(previous) = previous {
+            let (slot, font, glyph) = self.glyph(c);
+            let scaled = font.as_scaled(PxScale::from(px));
+            // Kerning pairs exist only within one font.
+            if let Some((_, previous)) = previous.filter(|(s, _)| *s == slot) {
                 width += scaled.kern(previous, glyph);
             }
             width += scaled.h_advance(glyph);
-            previous = Some(glyph);
+            previous = Some((slot, glyph));
         }
         width
+    }
+
+    /// Width of the box [`Text::render`] draws `text` in: its advance, rounded
+    /// up, plus one pixel for the last glyph's antialiased edge.
+    pub fn box_width(&self, text: &str, px: f32) -> u32 {
+        self.measure(text, px).ceil().max(1.0) as u32 + 1
+    }
+
+    /// The embedded font's ascent at line height `px`: where the baseline sits below a line's top.
+    pub fn ascent(&self, px: f32) -> f32 {
+        self.font.as_scaled(PxScale::from(px)).ascent()
+    }
+
+    /// The em size (CSS/SVG `font-size`) whose line height is `px`.
+    pub fn em_px(&self, px: f32) -> f32 {
+        let scaled = self.font.as_scaled(PxScale::from(px));
+        scaled.h_scale_factor() * self.font.units_per_em().unwrap_or(1000.0)
     }
 
     /// Rasterises an already displayable string (see [`Text::label`]).
     pub fn render(&mut self, text: &str, px: f32) -> TextBitmap {
         let (ascent, placed, width) = {
-            let scaled = self.font.as_scaled(PxScale::from(px));
+            let ascent = self.font.as_scaled(PxScale::from(px)).ascent();
             let mut pen = 0.0_f32;
-            let mut previous: Option<GlyphId> = None;
+            let mut previous: Option<(u16, GlyphId)> = None;
             let mut placed = Vec::with_capacity(text.len());
             for c in text.chars() {
-                let glyph = scaled.glyph_id(c);
-                if let Some(previous) = previous {
+                let (slot, font, glyph) = self.glyph(c);
+                let scaled = font.as_scaled(PxScale::from(px));
+                if let Some((_, previous)) = previous.filter(|(s, _)| *s == slot) {
                     pen += scaled.kern(previous, glyph);
                 }
                 let whole = pen.floor();
                 let subpixel = ((pen - whole) * SUBPIXEL_STEPS).round() as u8;
-                placed.push((glyph, whole as i32, subpixel));
                 pen += scaled.h_advance(glyph);
-                previous = Some(glyph);
+                placed.push((slot, font.clone(), glyph, whole as i32, subpixel));
+                previous = Some((slot, glyph));
             }
-            (scaled.ascent(), placed, pen.ceil().max(1.0) as usize + 1)
+            (ascent, placed, pen.ceil().max(1.0) as usize + 1)
         };
         let height = px.ceil() as usize;
         let baseline = ascent.round() as i32;
         let mut coverage = vec![0u8; width * height];
-        for (glyph, pen_x, subpixel) in placed {
+        for (slot, font, glyph, pen_x, subpixel) in placed {
             let key = GlyphKey {
+                font: slot,
                 glyph: glyph.0,
                 px_bits: px.to_bits(),
                 subpixel,
             };
-            if !self.cache.contains_key(&key) {
-                let bitmap = rasterise(&self.font, glyph, px, subpixel);
-                self.cache.insert(key, bitmap);
-            }
-            let Some(Some(bitmap)) = self.cache.get(&key) else {
+            let Some(bitmap) = self.cache.entry(key).or_insert_with(|| rasterise(&font, glyph, px, subpixel)) else {
                 continue;
             };
             for gy in 0..bitmap.height {
@@ -183,7 +217,7 @@ impl Drop for Text {
 }
 
 fn rasterise(
-    font: &FontRef<'static>,
+    font: &FontArc,
     glyph: GlyphId,
     px: f32,
     subpixel: u8,
@@ -216,15 +250,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_glyphs_become_escapes() -> Result<(), RenderError> {
-        let text = Text::new()?;
-        assert_eq!(text.label("hi\u{1F916}", 16.0, 1000.0), "hiU+1F916");
-        assert_eq!(text.label("\u{4F60}", 16.0, 1000.0), "U+4F60");
+    fn missing_glyphs_come_from_system_fonts_or_become_escapes() -> Result<(), RenderError> {
+        let mut text = Text::new()?;
         assert_eq!(text.label("a\nb", 16.0, 1000.0), "a\\nb");
-        assert_eq!(
-            text.label("\u{00E9}t\u{00E9}", 16.0, 1000.0),
-            "\u{00E9}t\u{00E9}"
-        );
+        assert_eq!(text.label("\u{00E9}t\u{00E9}", 16.0, 1000.0), "\u{00E9}t\u{00E9}");
+        assert_eq!(text.label("\u{7}", 16.0, 1000.0), "U+0007");
+        // Minus sign, CJK, Devanagari, an emoji: none is in the embedded Noto Sans.
+        for c in ['\u{2212}', '\u{4F60}', '\u{0915}', '\u{1F916}'] {
+            assert_eq!(text.font.glyph_id(c), GlyphId(0), "{c:?} is in Noto Sans; pick another");
+            let label = text.label(&format!("x{c}"), 16.0, 1000.0);
+            match fallback::font_for(c) {
+                Some(_) => {
+                    assert_eq!(label, format!("x{c}"), "a system font has {c:?}: draw it");
+                    let with = text.render(&label, 16.0).coverage.iter().map(|&v| u32::from(v)).sum::<u32>();
+                    let without = text.render("x", 16.0).coverage.iter().map(|&v| u32::from(v)).sum::<u32>();
+                    assert!(with > without, "{c:?} drawn with no ink");
+                }
+                None => assert_eq!(label, format!("xU+{:04X}", u32::from(c))),
+            }
+        }
         Ok(())
     }
 

@@ -117,7 +117,7 @@ fn dump_writes_the_documented_layout() {
     }
     assert!(out.join("grid.png").is_file());
     let listed: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
-    assert_eq!(listed.len(), 72 + 3);
+    assert_eq!(listed.len(), 72 + 4, "heads, grid.png, attention.npy, manifest.json, view.html");
     for file in listed {
         assert!(out.join(file).is_file(), "manifest lists missing {file}");
     }
@@ -184,7 +184,7 @@ fn bad_inputs_end_in_one_line_and_exit_2() {
     assert!(!dir.path().join("missing").exists());
     // Unknown output extension.
     let output = attnmap(&[&["hi"], &ok[..], &[&model, "-o", "map.bmp"]].concat(), &[]);
-    assert_clean_failure(&output, ".png, .npy or .json");
+    assert_clean_failure(&output, ".png, .svg, .html, .npy or .json");
     // Missing --file.
     let output = attnmap(&["--file", "/no/such/text.txt", "-l", "0", "-H", "0", "--model", &model], &[]);
     assert_clean_failure(&output, "/no/such/text.txt");

@@ -14,4 +14,5 @@ mod hooks;
 mod render;
 mod source;
 mod speed;
+mod viewers;
 mod views;
