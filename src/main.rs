@@ -2,10 +2,9 @@
 
 use std::process::ExitCode;
 
-use attnmap::cli::{with_default_subcommand, Cli, Command};
+use attnmap::cli::Command;
 use attnmap::commands;
 use attnmap::ui::Ui;
-use clap::Parser;
 
 fn main() -> ExitCode {
     // A bug must still end in one readable line, not a backtrace.
@@ -16,7 +15,7 @@ fn main() -> ExitCode {
         eprintln!("attnmap: internal error: {info}; please report this with the command you ran");
     }));
     attnmap::output::clean_up_on_interrupt();
-    let cli = Cli::parse_from(with_default_subcommand(std::env::args_os().collect()));
+    let cli = attnmap::cli::parse(std::env::args_os());
     // Ok(false) is diff(1)'s "a difference was found": exit 1.
     let ui = Ui::new(cli.quiet, cli.color);
     let result = match &cli.command {
@@ -27,12 +26,14 @@ fn main() -> ExitCode {
         Command::View(args) => commands::view::run(args, &ui).map(|()| true),
         Command::Heads(args) => commands::heads::run(args, &ui).map(|()| true),
         Command::Find(args) => commands::find::run(args, &ui).map(|()| true),
+        Command::Completions(args) => commands::completions::run(args).map(|()| true),
+        Command::Man(args) => commands::man::run(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("attnmap: error: {error}");
+            eprintln!("{}", ui.error_line(&error.to_string()));
             ExitCode::from(2)
         }
     }

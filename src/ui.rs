@@ -18,6 +18,19 @@ pub enum ColorChoice {
     Never,
 }
 
+impl ColorChoice {
+    /// The same choice for clap's own help and errors. clap's `auto` already stops in a pipe
+    /// and under NO_COLOR, but colours CI logs; ours does not.
+    pub fn for_clap(self) -> clap::ColorChoice {
+        match self {
+            ColorChoice::Always => clap::ColorChoice::Always,
+            ColorChoice::Never => clap::ColorChoice::Never,
+            ColorChoice::Auto if env_set("NO_COLOR") || ci() => clap::ColorChoice::Never,
+            ColorChoice::Auto => clap::ColorChoice::Auto,
+        }
+    }
+}
+
 /// What the user asked of the terminal.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ui {
@@ -61,13 +74,28 @@ impl Ui {
         if !self.progress() {
             return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
         }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        // indicatif's stderr target stays blank off a terminal; `--color always` asked for the
+        // bar anyway (a log that keeps it), so draw on stderr as it is.
+        let target = match self.color {
+            ColorChoice::Always => ProgressDrawTarget::term_like(Box::new(console::Term::stderr())),
+            _ => ProgressDrawTarget::stderr(),
+        };
+        let bar = ProgressBar::with_draw_target(Some(total), target);
         if let Ok(style) =
             ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit} {{elapsed}}"))
         {
             bar.set_style(style);
         }
         bar
+    }
+
+    /// `attnmap: error: MESSAGE`, the `error:` in bold red where stderr may be coloured, as clap's own.
+    pub fn error_line(&self, message: &str) -> String {
+        if self.color_stderr() {
+            format!("attnmap: \x1b[1;31merror:\x1b[0m {message}")
+        } else {
+            format!("attnmap: error: {message}")
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! One file per subcommand: load -> capture -> analyse -> render -> write.
 //! This file holds the steps they share.
 
+pub mod completions;
 pub mod diff;
 pub mod dump;
 pub mod find;
 pub mod heads;
 pub mod info;
+pub mod man;
 pub mod show;
 pub mod view;
 pub mod views;

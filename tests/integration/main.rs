@@ -14,5 +14,6 @@ mod hooks;
 mod render;
 mod source;
 mod speed;
+mod terminal;
 mod viewers;
 mod views;
