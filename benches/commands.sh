@@ -92,6 +92,25 @@ if [ -f "$gguf" ]; then
   echo "longer inputs (2,048 and 8,192 tokens): benches/gguf.sh"
 fi
 
+# Views (issue #8) on MiniLM: norm and rollout must cost at most 1.5x show, at ~20 and 512
+# tokens; flow is timed at 20, 64 and 128 tokens (its limit for 6 layers is 160).
+words='the quick brown fox jumps over the lazy dog while a small cat sleeps on the warm red mat near the old river'
+text_of() { # about N tokens for MiniLM: N - 2 words plus [CLS] and [SEP]
+  for _ in $(seq 40); do printf '%s ' $words; done | tr ' ' '\n' | head -n $(($1 - 2)) | tr '\n' ' '
+}
+text_of 512 >"$work/t512.txt"
+text_of 64 >"$work/t64.txt"
+text_of 128 >"$work/t128.txt"
+for view in weights norm rollout; do
+  head_flag=(--head 3); [ "$view" = rollout ] && head_flag=()
+  measure "show --view $view, ~20 tokens" "$bin" -q "$text" --layer 5 "${head_flag[@]}" --view "$view" -o "$work/map.png"
+  measure "show --view $view, 512 tokens" "$bin" -q --file "$work/t512.txt" --layer 5 "${head_flag[@]}" --view "$view" -o "$work/map.png"
+done
+measure "show --view flow, ~20 tokens" "$bin" -q "$text" --layer 5 --view flow -o "$work/map.png"
+runs=1 measure "show --view flow, 64 tokens" "$bin" -q --file "$work/t64.txt" --layer 5 --view flow -o "$work/map.png"
+runs=1 measure "show --view flow, 128 tokens" "$bin" -q --file "$work/t128.txt" --layer 5 --view flow -o "$work/map.png"
+measure "dump --views all, ~20 tokens" "$bin" -q dump "$text" --views all --out "$work/out"
+
 # attnmap heads and find (issue #7) on the same 100 probe texts: per-head statistics, and
 # previous-token (every row a query) with the keys null's default 1000 trials, which must
 # not cost a forward pass each. Target: each under 5 s on 2 cores.

@@ -22,6 +22,8 @@ pub struct Capture {
     layer_maps: Vec<Option<Vec<f32>>>,
     /// The heads a captured layer holds, in order; `None` for all of them.
     kept_heads: Option<Vec<usize>>,
+    /// `[heads * seq]` ‖v_j W_O^h‖ per layer, kept only when `HookKind::ValueNorm` was asked for.
+    value_norms: Vec<Option<Vec<f32>>>,
 }
 
 /// The output of one forward pass: the capture, other hook values, and the last hidden states.
@@ -78,7 +80,13 @@ impl Capture {
                 *slot = Some(pattern.flatten_all()?.to_vec1::<f32>()?);
             }
         }
-        let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps, kept_heads };
+        let mut value_norms = vec![None; info.layers];
+        for (layer, slot) in value_norms.iter_mut().enumerate() {
+            if let Some(norms) = cache.get(HookPoint::new(layer, HookKind::ValueNorm)) {
+                *slot = Some(norms.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps, kept_heads, value_norms };
         capture.check_finite()?;
         Ok(Run { capture, cache, hidden })
     }
@@ -95,7 +103,30 @@ impl Capture {
             )));
         }
         let layer_maps = values.chunks(per_layer).map(|c| Some(c.to_vec())).collect();
-        Ok(Capture { input, layers, heads, seq, causal, layer_maps, kept_heads: None })
+        Ok(Capture { input, layers, heads, seq, causal, layer_maps, kept_heads: None, value_norms: vec![None; layers] })
+    }
+
+    /// Add value norms (`[layers, heads, seq]`, e.g. read back from a file) to a capture.
+    pub fn with_value_norms(mut self, norms: &[f32]) -> Result<Self> {
+        let per_layer = self.heads * self.seq;
+        if norms.len() != self.layers * per_layer {
+            return Err(Error::Input(format!("value norms have {} values but [{}, {}, {}] needs {}", norms.len(), self.layers, self.heads, self.seq, self.layers * per_layer)));
+        }
+        self.value_norms = norms.chunks(per_layer).map(|c| Some(c.to_vec())).collect();
+        Ok(self)
+    }
+
+    /// One layer's patterns, `[heads, query, key]`, if captured with every head.
+    pub fn layer(&self, layer: usize) -> Option<&[f32]> {
+        if self.kept_heads.is_some() {
+            return None;
+        }
+        self.layer_maps.get(layer)?.as_deref()
+    }
+
+    /// One layer's ‖v_j W_O^h‖, `[heads, key]`, if `HookKind::ValueNorm` was captured.
+    pub fn value_norms(&self, layer: usize) -> Option<&[f32]> {
+        self.value_norms.get(layer)?.as_deref()
     }
 
     /// One head's map, `[query, key]` row-major, if its layer was captured.

@@ -30,6 +30,8 @@ Examples:
   attnmap show --file review.txt --layer 0 --head 7 -o head7.png
   echo \"The cat sat\" | attnmap - --layer 2 --head 1 -o - > map.png
   attnmap dump \"The WhirlyGigs arrived broken\" --out maps/
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3 --view norm
+  attnmap dump \"The WhirlyGigs arrived broken\" --views all --words --out maps/
   attnmap diff old-dump/ new-dump/ --fail-above 0.01
   attnmap info --model ./my-bert-folder
   attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/
@@ -149,12 +151,34 @@ pub enum FormatArg {
     Term,
 }
 
+/// Which picture of attention to draw (see `attnmap show --help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewArg {
+    /// The softmax weights (what transformers' output_attentions returns).
+    Weights,
+    /// Weight x norm of what each key's value sends through the head (Kobayashi et al. 2020).
+    Norm,
+    /// Head-averaged weights plus the residual, multiplied through layers 0..L (Abnar & Zuidema 2020).
+    Rollout,
+    /// Max-flow through the same head-averaged layers (Abnar & Zuidema 2020); short inputs only.
+    Flow,
+}
+
 const SHOW_EXAMPLES: &str = "\
 Examples:
   attnmap show \"The WhirlyGigs arrived broken\" --layer 5 --head 3
   attnmap \"The WhirlyGigs arrived broken\" -l 5 -H 3 -o map.png --scale fixed --colormap magma
   attnmap show --file review.txt --pair \"Was it broken?\" -l 0 -H 7 -o head7.png
   echo \"The cat sat\" | attnmap show - -l 2 -H 1 -o - --format npy > map.npy
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --head 3 --view norm
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --view rollout --words
+  attnmap \"The WhirlyGigs arrived broken\" --layer 5 --view flow -o flow.npy
+
+Views: weights (default) is where one head's weight goes; norm scales it by the size of what each
+key's value carries (it is not a probability: its colour bar is in its own units); rollout and
+flow (no --head: they average every head of layers 0..L, with the residual) estimate how much
+output position i after layer L draws on input token j. --words merges tokens into words: rows are
+the mean over a word's tokens, columns the sum.
 
 `show` is the default: `attnmap TEXT ...` means `attnmap show TEXT ...`.";
 
@@ -188,6 +212,14 @@ pub struct ShowArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+
+    /// What to draw: weights, norm (per head), rollout or flow (per layer, no --head).
+    #[arg(long, value_enum, default_value_t = ViewArg::Weights)]
+    pub view: ViewArg,
+
+    /// Draw words instead of tokens: rows are the mean over a word's tokens, columns the sum.
+    #[arg(long)]
+    pub words: bool,
 }
 
 /// A layer or head index: counted from 0; Python's negative indices are named as such.
@@ -204,8 +236,11 @@ Examples:
   attnmap dump --file review.txt --out maps/ --force --colormap magma
   attnmap dump \"The year 2019 ended\" --model SmolLM2-135M-Instruct.Q4_1.gguf --out maps/
   python3 -c 'import numpy; print(numpy.load(\"maps/attention.npy\").shape)'
+  attnmap dump \"The WhirlyGigs arrived broken\" --views norm,rollout --words --out maps/
 
-maps/attention.npy is float32 [layers, heads, query, key]; maps/manifest.json names the tokens.";
+maps/attention.npy is float32 [layers, heads, query, key]; maps/manifest.json names the tokens.
+--views adds norm.npy [layers, heads, query, key], rollout.npy and flow.npy [layers, query, key]
+with their pictures; --words adds the same arrays over words under maps/words/.";
 
 #[derive(Debug, Args)]
 #[command(after_help = DUMP_EXAMPLES)]
@@ -226,6 +261,16 @@ pub struct DumpArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+
+    /// Views to write besides the weights, comma-separated, or `all`: norm.npy and norm/,
+    /// rollout.npy and rollout/, flow.npy and flow/ (flow on short inputs only).
+    #[arg(long, value_name = "LIST|all", value_delimiter = ',', default_value = "weights",
+          value_parser = PossibleValuesParser::new(["weights", "norm", "rollout", "flow", "all"]))]
+    pub views: Vec<String>,
+
+    /// Also write word-level arrays (words/*.npy) and the words in the manifest.
+    #[arg(long)]
+    pub words: bool,
 
     /// Also write SVG pictures: heads/L{ll}_H{hh}.svg and grid.svg (vector text, for papers).
     #[arg(long)]
@@ -365,6 +410,10 @@ pub struct DiffArgs {
 
     #[command(flatten)]
     pub style: StyleArgs,
+
+    /// Which view of two dumps to compare (the dumps must hold it: dump --views).
+    #[arg(long, value_enum, default_value_t = ViewArg::Weights)]
+    pub view: ViewArg,
 }
 
 const INFO_EXAMPLES: &str = "\

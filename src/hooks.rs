@@ -23,10 +23,13 @@ pub enum HookKind {
     Z,
     /// Each head's contribution to the residual stream (z_h W_O^h): `[query, heads, d_model]`.
     Result,
+    /// ‖f_h(x_j)‖ = ‖v_j W_O^h‖ per query head and key (Kobayashi et al. 2020; value bias
+    /// included, output bias not; a grouped-query head uses its KV group's values): `[heads, key]`.
+    ValueNorm,
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 4] = [HookKind::Pattern, HookKind::V, HookKind::Z, HookKind::Result];
+    pub const ALL: [HookKind; 5] = [HookKind::Pattern, HookKind::V, HookKind::Z, HookKind::Result, HookKind::ValueNorm];
 
     pub fn suffix(self) -> &'static str {
         match self {
@@ -34,6 +37,7 @@ impl HookKind {
             HookKind::V => "hook_v",
             HookKind::Z => "hook_z",
             HookKind::Result => "hook_result",
+            HookKind::ValueNorm => "hook_value_norm",
         }
     }
 }

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::analysis::diff::{compare, Aggregate, ComparedText, DiffReport, Metric, Rules};
+use crate::analysis::views::{check_flow_size, view_all, View};
+use crate::analysis::diff::{compare, HeadDiff, Aggregate, ComparedText, DiffReport, Metric, Rules};
 use crate::analysis::patterns::check_patterns;
 use crate::capture::Capture;
 use crate::cli::{AggregateArg, DiffArgs, InputArgs, MetricArg, ModelArgs, ScaleArg};
@@ -15,6 +16,7 @@ use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, St
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 
 use super::dump::LAYOUT_VERSION;
+use super::views::view_of;
 use super::{check_picture_flags, open_model, read_input, read_probe_file, Session};
 
 /// One side's maps of one text.
@@ -53,6 +55,8 @@ struct DrawnHead {
 /// probe set then costs what its longest text does, not every text's maps for both models.
 struct Comparison {
     metric: Metric,
+    /// Which view of the maps is compared (`--view`).
+    view: View,
     /// How many heads' maps to keep under `--aggregate worst`; `None` keeps every head's
     /// (no pictures: `Some(0)`; `--aggregate mean`: the ranking is known only at the end).
     keep: Option<usize>,
@@ -71,7 +75,7 @@ impl Comparison {
             (Some(top), Aggregate::Worst) => Some(top),
             (Some(_), Aggregate::Mean) => None,
         };
-        Comparison { metric, keep, shape: None, compared: Vec::new(), worst: Vec::new(), drawn: Vec::new() }
+        Comparison { metric, view: View::Weights, keep, shape: None, compared: Vec::new(), worst: Vec::new(), drawn: Vec::new() }
     }
 
     fn add(&mut self, index: usize, count: usize, probe: Probe) -> Result<()> {
@@ -86,7 +90,7 @@ impl Comparison {
             )));
         }
         self.shape = Some((old.layers, old.heads));
-        let heads = compare(&old.values, &new.values, old.layers, old.heads, old.seq);
+        let heads = compare_view(self.view, &old.values, &new.values, old.layers, old.heads, old.seq);
         self.worst.resize(heads.len(), f64::NEG_INFINITY);
         self.drawn.resize_with(heads.len(), || None);
         let labels = Rc::new(old.labels.clone());
@@ -142,11 +146,14 @@ pub fn run(args: &DiffArgs, ui: &Ui) -> Result<bool> {
         None => None,
     };
     let mut comparison = Comparison::new(metric, aggregate, args.out.as_ref().map(|_| args.top));
+    let view = view_of(args.view);
+    comparison.view = view;
     // check_flags has refused --against without --model.
     let (old_label, new_label) = match (&args.against, &args.model) {
         (Some(against), Some(model)) => from_models(args, model, against, ui, &mut comparison)?,
         _ => from_dumps(args, &mut comparison)?,
     };
+    let (old_label, new_label) = if view == View::Weights { (old_label, new_label) } else { (format!("{old_label} · {}", view.name()), format!("{new_label} · {}", view.name())) };
     let (layers, heads) = comparison.shape.unwrap_or((0, 0));
     let rules = Rules { metric, aggregate, threshold: args.fail_above, top: args.top };
     let report = DiffReport::build(old_label, new_label, &comparison.compared, layers, heads, rules);
@@ -187,8 +194,8 @@ fn from_dumps(args: &DiffArgs, comparison: &mut Comparison) -> Result<(String, S
             "give two dump folders (attnmap diff OLD_DUMP NEW_DUMP), or two models with --model OLD --against NEW and a TEXT or --texts FILE".into(),
         ));
     };
-    let (old_model, old, old_text, old_pair) = read_dump(Path::new(old_dir))?;
-    let (new_model, new, new_text, new_pair) = read_dump(Path::new(new_dir))?;
+    let (old_model, old, old_text, old_pair) = read_dump(Path::new(old_dir), comparison.view)?;
+    let (new_model, new, new_text, new_pair) = read_dump(Path::new(new_dir), comparison.view)?;
     if (&old_text, &old_pair) != (&new_text, &new_pair) {
         eprintln!("attnmap: warning: the two dumps were made from different texts; comparing them token by token anyway");
     }
@@ -200,7 +207,9 @@ fn from_dumps(args: &DiffArgs, comparison: &mut Comparison) -> Result<(String, S
 /// Read a dump folder: its model, maps, text and pair. A dump attnmap could not
 /// have written (unknown layout, shapes that disagree, weights that are not a
 /// softmax's) is refused, naming the field or the cell.
-fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
+/// With a `view` other than the weights, its own array (`dump --views`) replaces them; rollout
+/// and flow have one map per layer, compared as one "head".
+fn read_dump(dir: &Path, view: View) -> Result<(String, SideMaps, String, Option<String>)> {
     let bad = |message: String| Error::Input(format!("{}: {message}", dir.display()));
     if !dir.is_dir() {
         return Err(bad("no such folder; give a folder written by attnmap dump".into()));
@@ -249,7 +258,46 @@ fn read_dump(dir: &Path) -> Result<(String, SideMaps, String, Option<String>)> {
         }
     }
     check_patterns(&values, layers, heads, seq).map_err(|fault| bad(format!("attention.npy: {fault}; attnmap never writes such a dump: it is damaged, make it again")))?;
+    let (heads, values) = if view == View::Weights { (heads, values) } else { read_view(dir, view, layers, heads, seq)? };
     Ok((model, SideMaps { ids, tokens, labels, layers, heads, seq, causal, values }, text, pair))
+}
+
+/// A view's array in a dump: `{view}.npy`, `[layers, heads, seq, seq]` or `[layers, seq, seq]`.
+fn read_view(dir: &Path, view: View, layers: usize, heads: usize, seq: usize) -> Result<(usize, Vec<f32>)> {
+    let bad = |message: String| Error::Input(format!("{}: {message}", dir.display()));
+    let file = format!("{}.npy", view.name());
+    let npy = std::fs::read(dir.join(&file)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => bad(format!("this dump holds no {} view; make it with attnmap dump --views {}", view.name(), view.name())),
+        _ => bad(format!("cannot read {file} ({e})")),
+    })?;
+    let (shape, values) = read_npy_f32(&npy).map_err(|e| bad(format!("{file}: {e}")))?;
+    let heads = if view.per_head() { heads } else { 1 };
+    let expected: Vec<usize> = if view.per_head() { vec![layers, heads, seq, seq] } else { vec![layers, seq, seq] };
+    if shape != expected {
+        return Err(bad(format!("{file} has shape {shape:?} but manifest.json says {expected:?}; the dump is damaged, make it again")));
+    }
+    Ok((heads, values))
+}
+
+/// Head-by-head differences of one view. Norm rows are not distributions: their JSD compares
+/// the rows normalised to 1 (where the head's output comes from), the absolute measures the norms.
+fn compare_view(view: View, old: &[f32], new: &[f32], layers: usize, heads: usize, seq: usize) -> Vec<HeadDiff> {
+    let mut diffs = compare(old, new, layers, heads, seq);
+    if view == View::Norm {
+        let normalised = |values: &[f32]| -> Vec<f32> {
+            values
+                .chunks(seq)
+                .flat_map(|row| {
+                    let sum: f32 = row.iter().sum();
+                    row.iter().map(move |&v| if sum > 0.0 { v / sum } else { 0.0 })
+                })
+                .collect()
+        };
+        for (diff, shares) in diffs.iter_mut().zip(compare(&normalised(old), &normalised(new), layers, heads, seq)) {
+            diff.jsd = shares.jsd;
+        }
+    }
+    diffs
 }
 
 /// `attnmap diff --model OLD --against NEW [TEXT | --texts FILE]`: both models run on one
@@ -263,8 +311,8 @@ fn from_models(args: &DiffArgs, model: &str, against: &str, ui: &Ui, comparison:
     let count = texts.len();
     let progress = ui.progress_bar(count as u64, "texts");
     for (index, (text, pair)) in texts.into_iter().enumerate() {
-        let old_maps = side_maps(&old, &text, pair.as_deref())?;
-        let new_maps = side_maps(&new, &text, pair.as_deref())?;
+        let old_maps = side_maps(&old, &text, pair.as_deref(), comparison.view)?;
+        let new_maps = side_maps(&new, &text, pair.as_deref(), comparison.view)?;
         comparison.add(index, count, Probe { text, pair, old: old_maps, new: new_maps })?;
         progress.inc(1);
     }
@@ -272,16 +320,19 @@ fn from_models(args: &DiffArgs, model: &str, against: &str, ui: &Ui, comparison:
     Ok((old_args.model, new_args.model))
 }
 
-fn side_maps(session: &Session, text: &str, pair: Option<&str>) -> Result<SideMaps> {
+fn side_maps(session: &Session, text: &str, pair: Option<&str>, view: View) -> Result<SideMaps> {
     let input = session.loaded.tokenizer.encode(text, pair)?;
-    let capture = Capture::run(session.loaded.model.as_ref(), &input, None, &[])?.capture;
-    let values = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+    if view == View::Flow {
+        check_flow_size(session.loaded.model.info().layers, input.len())?;
+    }
+    let capture = Capture::run(session.loaded.model.as_ref(), &input, None, view.hooks())?.capture;
+    let values = view_all(&capture, view)?;
     Ok(SideMaps {
         ids: input.ids,
         tokens: input.tokens,
         labels: input.labels,
         layers: capture.layers,
-        heads: capture.heads,
+        heads: if view.per_head() { capture.heads } else { 1 },
         seq: capture.seq,
         causal: capture.causal,
         values,

@@ -7,6 +7,10 @@
 //! DIR/grid.png               every head at a glance (layers x heads)
 //! DIR/view.html              the interactive viewer of every head (self-contained)
 //! DIR/heads/*.svg, grid.svg  with --svg
+//! DIR/norm.npy, norm/L{ll}_H{hh}.png        with --views norm: [layers, heads, seq, seq]
+//! DIR/rollout.npy, rollout/L{ll}.png        with --views rollout: [layers, seq, seq]
+//! DIR/flow.npy, flow/L{ll}.png              with --views flow: [layers, seq, seq]
+//! DIR/words/{attention,norm,...}.npy        with --words: the same arrays over words
 //! ```
 //! The folder is built as a hidden sibling and renamed into place when
 //! complete, so an interrupted dump never leaves a half folder at DIR.
@@ -19,13 +23,16 @@ use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::analysis::views::{check_flow_size, view_all, View};
 use crate::capture::Capture;
 use crate::cli::{DumpArgs, ScaleArg};
+use crate::hooks::HookKind;
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::{check_target_dir, npy_f32, write_file, StagedDir};
 use crate::render::{self, Colormap, GridOptions, Mask, Scale};
 
+use super::views::{picture as view_picture, scale_of, Axis};
 use super::{encode, heatmap, model_name, open_model, picture, read_input, Picture};
 
 /// Version of the dump layout; bumped only when a script reading dumps would break.
@@ -42,12 +49,17 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let session = open_model(&args.model, ui)?;
     let input = encode(&session, &text)?;
     let model = session.loaded.model.as_ref();
-    check_size(model.info(), input.len())?;
+    let views = requested_views(&args.views);
+    check_size(model.info(), input.len(), &views)?;
+    if views.contains(&View::Flow) {
+        check_flow_size(model.info().layers, input.len())?;
+    }
+    let hooks: Vec<HookKind> = views.iter().flat_map(|v| v.hooks().iter().copied()).collect();
     let weights: Vec<PathBuf> = session.files.weights.files().iter().map(|p| p.to_path_buf()).collect();
     // Hash the weights while the model runs: the manifest needs it and it is I/O-bound.
     let (run, hashes) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| weights.iter().map(|p| weights_sha256(p)).collect::<Result<Vec<_>>>());
-        let run = Capture::run(model, &input, None, &[]);
+        let run = Capture::run(model, &input, None, &hooks);
         let hashes = hashing.join().unwrap_or_else(|_| Err(Error::Input("hashing the weights failed".into())));
         (run, hashes)
     });
@@ -105,6 +117,7 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     }
     progress.inc(1);
     write_file(&root.join("attention.npy"), &npy_f32(&[capture.layers, capture.heads, capture.seq, capture.seq], &dense))?;
+    let (view_manifest, words_manifest) = write_views(root, &capture, &dense, &views, args, &name, &mut files)?;
     files.push("manifest.json".into());
 
     let files_meta = &session.files;
@@ -143,6 +156,8 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
             "axes": ["layer", "head", "query", "key"],
             "hook": "blocks.{layer}.attn.hook_pattern",
         },
+        "views": view_manifest,
+        "words": words_manifest,
         "files": files,
     });
     // The viewer reads the manifest's views (and their files, already written), so it comes last.
@@ -171,9 +186,97 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
+/// The views `--views` names (`all` for every one); the weights are always written.
+fn requested_views(names: &[String]) -> Vec<View> {
+    let mut views = vec![View::Weights];
+    for name in names {
+        let named: Vec<View> = if name == "all" { View::ALL.to_vec() } else { View::parse(name).into_iter().collect() };
+        views.extend(named.into_iter().filter(|v| !views.contains(v)).collect::<Vec<_>>());
+    }
+    views.sort();
+    views
+}
+
+/// Every view besides the weights: its array and pictures, and (with --words) the word-level
+/// arrays. Returns the manifest's "views" and "words" entries.
+fn write_views(root: &Path, capture: &Capture, dense: &[f32], views: &[View], args: &DumpArgs, name: &str, files: &mut Vec<String>) -> Result<(serde_json::Value, serde_json::Value)> {
+    let (layers, heads, seq) = (capture.layers, capture.heads, capture.seq);
+    let tokens = Axis::of(capture, false);
+    let word_axis = args.words.then(|| Axis::of(capture, true));
+    let mut view_manifest = serde_json::Map::new();
+    let mut word_files = Vec::new();
+    if word_axis.is_some() {
+        let dir = root.join("words");
+        fs::create_dir(&dir).map_err(|e| Error::output(&dir, e))?;
+    }
+    for &view in views {
+        let values = if view == View::Weights { dense.to_vec() } else { view_all(capture, view)? };
+        let (file, shape, axes, pictures): (String, Vec<usize>, Vec<&str>, String) = if view == View::Weights {
+            ("attention.npy".into(), vec![layers, heads, seq, seq], vec!["layer", "head", "query", "key"], "heads/L{ll}_H{hh}.png".into())
+        } else if view.per_head() {
+            (format!("{}.npy", view.name()), vec![layers, heads, seq, seq], vec!["layer", "head", "query", "key"], format!("{}/L{{ll}}_H{{hh}}.png", view.name()))
+        } else {
+            (format!("{}.npy", view.name()), vec![layers, seq, seq], vec!["layer", "output position", "input token"], format!("{}/L{{ll}}.png", view.name()))
+        };
+        if view != View::Weights {
+            write_file(&root.join(&file), &npy_f32(&shape, &values))?;
+            files.push(file.clone());
+            let dir = root.join(view.name());
+            fs::create_dir(&dir).map_err(|e| Error::output(&dir, e))?;
+            let maps = values.len() / (seq * seq);
+            let per_layer = if view.per_head() { heads } else { 1 };
+            // --scale fixed for norm: one range for the whole dump, so heads compare.
+            let largest = values.iter().copied().fold(0f32, f32::max);
+            let pictures: Vec<String> = (0..maps)
+                .into_par_iter()
+                .map(|index| {
+                    let (layer, head) = (index / per_layer, index % per_layer);
+                    let map = &values[index * seq * seq..(index + 1) * seq * seq];
+                    let (title, file) = if view.per_head() {
+                        (format!("{name} · layer {layer} · head {head} · {}", view.name()), format!("{}/L{layer:02}_H{head:02}.png", view.name()))
+                    } else {
+                        (format!("{name} · {} to layer {layer}", view.name()), format!("{}/L{layer:02}.png", view.name()))
+                    };
+                    let scale = scale_of(view, map, &args.style, largest);
+                    let bytes = view_picture(map, &tokens, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?;
+                    write_file(&root.join(&file), &bytes)?;
+                    Ok(file)
+                })
+                .collect::<Result<_>>()?;
+            files.extend(pictures);
+        }
+        if let Some(words) = &word_axis {
+            let merged = words.merge(&values, seq);
+            let mut word_shape = shape.clone();
+            let count = word_shape.len();
+            word_shape[count - 2..].fill(words.len());
+            let word_file = format!("words/{file}");
+            write_file(&root.join(&word_file), &npy_f32(&word_shape, &merged))?;
+            files.push(word_file.clone());
+            word_files.push(json!({"view": view.name(), "file": word_file, "shape": word_shape}));
+        }
+        view_manifest.insert(
+            view.name().into(),
+            json!({"file": file, "dtype": "float32", "order": "C", "shape": shape, "axes": axes, "formula": view.formula(), "pictures": pictures}),
+        );
+    }
+    let words_manifest = match &word_axis {
+        Some(words) => json!({
+            "rule": "rows (from) are the mean over a word's tokens, columns (to) the sum; special tokens are words of their own",
+            "labels": words.labels,
+            "words": words.describe(),
+            "files": word_files,
+        }),
+        None => serde_json::Value::Null,
+    };
+    Ok((serde_json::Value::Object(view_manifest), words_manifest))
+}
+
 /// Refuse a dump whose maps alone would not fit in [`MAX_DUMP_BYTES`].
-fn check_size(info: &crate::model::ArchInfo, seq: usize) -> Result<()> {
-    let maps = info.layers * info.heads;
+fn check_size(info: &crate::model::ArchInfo, seq: usize, views: &[View]) -> Result<()> {
+    // Per-head views hold a copy of every map each; per-layer ones a map per layer.
+    let copies = views.iter().filter(|v| v.per_head()).count().max(1);
+    let maps = info.layers * info.heads * copies + info.layers * views.iter().filter(|v| !v.per_head()).count();
     let bytes = maps.saturating_mul(seq).saturating_mul(seq).saturating_mul(4);
     if bytes > MAX_DUMP_BYTES {
         let fits = ((MAX_DUMP_BYTES / 4 / maps) as f64).sqrt() as usize;

@@ -10,6 +10,7 @@ pub mod info;
 pub mod man;
 pub mod show;
 pub mod view;
+pub mod views;
 
 use std::io::Read;
 use std::path::Path;

@@ -1,4 +1,5 @@
-//! `attnmap show`: one head's map as a PNG, SVG, HTML page, .npy, .json or terminal text.
+//! `attnmap show`: one map as a PNG, SVG, HTML page, .npy, .json or terminal text: a
+//! head's weights or norms, or a layer's rollout or flow, over tokens or words.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,10 @@ use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::{check_target_file, npy_f32, write_file, write_stdout};
 
+use crate::analysis::views::{check_flow_size, norm_layer, view_map, View};
 use crate::render::{self, terminal::{TermColour, TermOptions}};
 
+use super::views::{picture as view_picture, scale_of, view_of, Axis};
 use super::{encode, head_scale, head_values, model_name, open_model, picture, read_input, Picture};
 
 pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
@@ -19,10 +22,18 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
         check_target_file(path)?;
     }
     let format = output_format(args)?;
+    let view = view_of(args.view);
+    // Cheap checks before the model loads: a head where none applies, or none where one must.
+    if let (false, Some(head)) = (view.per_head(), args.head) {
+        return Err(Error::Usage(format!(
+            "--view {} mixes every head of layers 0..L (their mean, with the residual), so --head {head} does not apply: drop --head",
+            view.name()
+        )));
+    }
     let text = read_input(&args.input)?;
     let session = open_model(&args.model, ui)?;
     let info = session.loaded.model.info().clone();
-    let (Some(layer), Some(head)) = (args.layer, args.head) else {
+    let (Some(layer), Some(head)) = (args.layer, args.head.or((!view.per_head()).then_some(0))) else {
         return Err(Error::Usage(format!(
             "choose the map with --layer L --head H: this model has layers 0-{} and heads 0-{}",
             info.layers - 1,
@@ -31,23 +42,95 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     };
     check_layer(&info, layer)?;
     check_head(&info, head)?;
+    let head = view.per_head().then_some(head);
     let input = encode(&session, &text)?;
-    // Only this head's map is kept: long inputs then need memory for one map, not every head's.
-    let run = Capture::run_heads(session.loaded.model.as_ref(), &input, Some(vec![layer]), Some(vec![head]), &[])?;
+    if view == View::Flow {
+        check_flow_size(layer + 1, input.len())?;
+    }
+    let model = session.loaded.model.as_ref();
+    let run = match head {
+        // Only this head's map is kept: long inputs then need memory for one map, not every head's
+        // (norm with --scale fixed spans the whole layer, so it keeps every head).
+        Some(head) if !(view == View::Norm && args.style.scale == ScaleArg::Fixed) => {
+            Capture::run_heads(model, &input, Some(vec![layer]), Some(vec![head]), view.hooks())?
+        }
+        Some(_) => Capture::run(model, &input, Some(vec![layer]), view.hooks())?,
+        None => Capture::run(model, &input, Some((0..=layer).collect()), view.hooks())?,
+    };
     let capture = run.capture;
     let name = model_name(&session.files);
-    let title = format!("{name} · layer {layer} · head {head}");
-    let bytes = match format {
-        FormatArg::Png => picture(&capture, layer, head, &title, &args.style, Picture::Png)?,
-        FormatArg::Svg => picture(&capture, layer, head, &title, &args.style, Picture::Svg)?,
-        FormatArg::Npy => npy_f32(&[capture.seq, capture.seq], head_values(&capture, layer, head)?),
-        FormatArg::Json => render::json::head_json(
-            head_values(&capture, layer, head)?,
-            capture.seq,
-            &render::json::HeadJson { model: &session.files.id, layer, head, tokens: capture.tokens(), ids: &capture.input.ids },
-        ),
-        FormatArg::Html => super::view::head_page(&capture, layer, head, &title, &args.style)?,
-        FormatArg::Term => terminal(&capture, layer, head, &title, &args.style, ui)?,
+    let bytes = if view == View::Weights && !args.words {
+        let head = head.unwrap_or(0);
+        let title = format!("{name} · layer {layer} · head {head}");
+        match format {
+            FormatArg::Png => picture(&capture, layer, head, &title, &args.style, Picture::Png)?,
+            FormatArg::Svg => picture(&capture, layer, head, &title, &args.style, Picture::Svg)?,
+            FormatArg::Npy => npy_f32(&[capture.seq, capture.seq], head_values(&capture, layer, head)?),
+            FormatArg::Json => render::json::head_json(
+                head_values(&capture, layer, head)?,
+                capture.seq,
+                &render::json::HeadJson { model: &session.files.id, layer, head, tokens: capture.tokens(), ids: &capture.input.ids },
+            ),
+            FormatArg::Html => super::view::head_page(&capture, layer, head, &title, &args.style)?,
+            FormatArg::Term => terminal(&capture, layer, head, &title, &args.style, ui)?,
+        }
+    } else {
+        let axis = Axis::of(&capture, args.words);
+        let values = axis.merge(&view_map(&capture, view, layer, head)?, capture.seq);
+        let side = axis.len();
+        match format {
+            FormatArg::Png => {
+                let title = match head {
+                    Some(head) if view == View::Weights => format!("{name} · layer {layer} · head {head}"),
+                    Some(head) => format!("{name} · layer {layer} · head {head} · {}", view.name()),
+                    None => format!("{name} · {} to layer {layer}", view.name()),
+                };
+                // --scale fixed for norm: 0 to the largest value of the layer's heads, so heads compare.
+                let layer_max = match (view, capture.layer(layer), capture.value_norms(layer)) {
+                    (View::Norm, Some(patterns), Some(norms)) => axis.merge(&norm_layer(patterns, norms, capture.seq), capture.seq).into_iter().fold(0f32, f32::max),
+                    _ => 1.0,
+                };
+                let scale = scale_of(view, &values, &args.style, layer_max);
+                view_picture(&values, &axis, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?
+            }
+            FormatArg::Npy => npy_f32(&[side, side], &values),
+            FormatArg::Json => {
+                let rows: Vec<&[f32]> = values.chunks(side).collect();
+                let hook = match view {
+                    View::Weights => format!("blocks.{layer}.attn.hook_pattern"),
+                    View::Norm => format!("blocks.{layer}.attn.hook_pattern * blocks.{layer}.attn.hook_value_norm"),
+                    View::Rollout | View::Flow => format!("blocks.{{0..{layer}}}.attn.hook_pattern"),
+                };
+                let mut json = serde_json::json!({
+                    "model": session.files.id,
+                    "layer": layer,
+                    "head": head,
+                    "view": view.name(),
+                    "formula": view.formula(),
+                    "hook": hook,
+                    "tokens": capture.tokens(),
+                    "ids": capture.input.ids,
+                    "labels": axis.labels,
+                    "values": rows,
+                });
+                if view == View::Weights && !args.words {
+                    json["attention"] = json["values"].clone();
+                }
+                if let Some(words) = axis.describe() {
+                    json["words"] = words;
+                }
+                let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::output("<json>", e))?;
+                text.push('\n');
+                text.into_bytes()
+            }
+            other => {
+                return Err(Error::Usage(format!(
+                    "--view {} and --words write .png, .npy or .json; {} output shows the weights of one head only",
+                    view.name(),
+                    extension(other)
+                )))
+            }
+        }
     };
     if format == FormatArg::Term && args.output.as_deref().is_none_or(|p| p.as_os_str() == "-") {
         return write_stdout(&bytes);
@@ -62,7 +145,10 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
             Ok(())
         }
         None => {
-            let path = PathBuf::from(format!("{}_L{layer:02}_H{head:02}.{}", sanitize(&name), extension(format)));
+            let head_part = head.map(|h| format!("_H{h:02}")).unwrap_or_default();
+            let view_part = if view == View::Weights { String::new() } else { format!("_{}", view.name()) };
+            let words_part = if args.words { "_words" } else { "" };
+            let path = PathBuf::from(format!("{}_L{layer:02}{head_part}{view_part}{words_part}.{}", sanitize(&name), extension(format)));
             write_file(&path, &bytes)?;
             // Always said, even with --quiet: the user did not choose this name.
             eprintln!("attnmap: wrote {}", path.display());

@@ -6,8 +6,8 @@
 //! d^-1/2, plus an additive mask, softmax over keys in f32, then P V. The scale,
 //! mask and softmax run as one fused op ([`super::kernels::masked_softmax`]),
 //! and long inputs run in blocks of queries ([`block_rows`]).
-//! What it adds: `hook_pattern`, `hook_v`, `hook_z` and `hook_result` are
-//! pushed to the sink as they are computed.
+//! What it adds: `hook_pattern`, `hook_v`, `hook_z`, `hook_result` and
+//! `hook_value_norm` are pushed to the sink as they are computed.
 
 use candle_core::Tensor;
 
@@ -108,6 +108,26 @@ pub fn record_result(layer: usize, z: &Tensor, w_o: &Tensor, sink: &mut dyn Hook
         .map(|h| z.get(h)?.matmul(&w_o.narrow(1, h * d, d)?.t()?))
         .collect::<candle_core::Result<Vec<_>>>()?;
     sink.record(point, &Tensor::stack(&per_head, 1)?)?;
+    Ok(())
+}
+
+/// ‖v_j W_O^h‖ for every query head h and key j, `[heads, seq]`, recorded at
+/// `hook_value_norm` when the sink wants it (the `norm` view's per-key factor). `v` is
+/// `[kv_heads, seq, d]` as passed to [`attend`] (value bias included); `w_o` is the output
+/// projection weight `[d_model, heads * d]`, its bias excluded (Kobayashi et al. 2020 leave
+/// it out: it does not depend on the key). Query head h reads KV group h / (heads / kv_heads).
+pub fn record_value_norm(layer: usize, v: &Tensor, w_o: &Tensor, sink: &mut dyn HookSink) -> Result<()> {
+    let point = HookPoint::new(layer, HookKind::ValueNorm);
+    if !sink.wants(point) {
+        return Ok(());
+    }
+    let (kv_heads, _seq, d) = v.dims3()?;
+    let heads = w_o.dim(1)? / d;
+    let group = heads / kv_heads.max(1);
+    let norms = (0..heads)
+        .map(|h| v.get(h / group)?.matmul(&w_o.narrow(1, h * d, d)?.t()?)?.sqr()?.sum(1)?.sqrt())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    sink.record(point, &Tensor::stack(&norms, 0)?)?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, merge_heads, record_result, split_heads, Mask};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::HookSink;
@@ -153,6 +153,7 @@ pub(super) fn encode(layers: &[Layer], embedded: Tensor, info: &ArchInfo, act: A
         let v = split_heads(&layer.value.forward(&hidden)?, info.heads)?;
         let z = attend(index, &q, &k, &v, Mask::None, scale, sink)?;
         record_result(index, &z, layer.attn_out.weight(), sink)?;
+        record_value_norm(index, &v, layer.attn_out.weight(), sink)?;
         let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&merge_heads(&z)?)? + &hidden)?)?;
         let inner = activate(act, &layer.intermediate.forward(&attended)?)?;
         hidden = layer.out_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, merge_heads, record_result, split_heads, Mask};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
 use super::{check_geometry, inverse_sqrt, layer_norm, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
 use crate::hooks::HookSink;
@@ -197,6 +197,7 @@ impl AttentionModel for Gpt2 {
             let v = split_heads(&qkv.narrow(1, 2 * width, width)?, heads)?;
             let z = attend(index, &q, &k, &v, Mask::Causal { window: None }, block.scale, sink)?;
             record_result(index, &z, block.c_proj.weight(), sink)?;
+            record_value_norm(index, &v, block.c_proj.weight(), sink)?;
             hidden = (block.c_proj.forward(&merge_heads(&z)?)? + hidden)?;
             let inner = self.act.forward(&block.c_fc.forward(&block.ln_2.forward(&hidden)?)?)?;
             hidden = (block.mlp_proj.forward(&inner)? + hidden)?;

@@ -18,7 +18,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, merge_heads, record_result, Mask};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, Mask};
 use super::rotary::Rotary;
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, linear_with_bias, ArchInfo, Architecture, AttentionModel};
 use crate::error::Result;
@@ -229,6 +229,7 @@ impl AttentionModel for GptNeox {
             let v = qkv.narrow(2, 2 * head_dim, head_dim)?.contiguous()?;
             let z = attend(index, &q, &k, &v, Mask::Causal { window: None }, scale, sink)?;
             record_result(index, &z, layer.dense.weight(), sink)?;
+            record_value_norm(index, &v, layer.dense.weight(), sink)?;
             let attn_out = layer.dense.forward(&merge_heads(&z)?)?;
             hidden = if self.parallel_residual {
                 ((self.mlp(layer, &hidden)? + attn_out)? + hidden)?

@@ -27,7 +27,7 @@ use candle_nn::{Activation, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::attention::{attend, merge_heads, record_result, split_heads, Mask};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
 use super::{ArchInfo, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::{HookKind, HookPoint, HookSink};
@@ -542,8 +542,11 @@ impl AttentionModel for Llama {
             let v = split_heads(&layer.v.forward(&normed)?, kv_heads)?;
             let mask = Mask::Causal { window: layer.window };
             let z = attend(index, &q, &k, &v, mask, scale, sink)?;
-            if sink.wants(HookPoint::new(index, HookKind::Result)) {
-                record_result(index, &z, &layer.o.weight()?, sink)?;
+            // The output weight may have to be dequantized: only when a hook needs it.
+            if sink.wants(HookPoint::new(index, HookKind::Result)) || sink.wants(HookPoint::new(index, HookKind::ValueNorm)) {
+                let w_o = layer.o.weight()?;
+                record_result(index, &z, &w_o, sink)?;
+                record_value_norm(index, &v, &w_o, sink)?;
             }
             hidden = (hidden + layer.o.forward(&merge_heads(&z)?)?)?;
             let normed = layer.post_norm.forward(&hidden)?;

@@ -17,3 +17,4 @@ mod source;
 mod speed;
 mod terminal;
 mod viewers;
+mod views;
