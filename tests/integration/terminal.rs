@@ -112,7 +112,9 @@ fn progress_bars_follow_the_terminal_rules() {
         let out = dir.path().join(name);
         on_a_terminal(&format!("dump 'the cat sat' --model {} --out {} {extra}", model.display(), out.display()), envs)
     };
-    let bar = "1/9 maps".as_bytes();
+    // Any drawn state of the bar ("N/9 maps"): indicatif limits its redraw rate, so which
+    // states reach the terminal depends on timing; that one does, or none, does not.
+    let bar = "/9 maps".as_bytes();
     let contains = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
     assert!(contains(&dump("tty", "", &[]), bar), "a terminal shows the bar");
     for (name, extra, envs) in [("ci", "", &[("CI", "true")][..]), ("no-color", "", &[("NO_COLOR", "1")][..]), ("quiet", "-q", &[][..]), ("never", "--color never", &[][..])] {
