@@ -180,8 +180,8 @@ impl GgufFile {
     }
 }
 
-/// Load a GGUF model and its tokenizer; also returns how many layers the tensor names hold.
-pub fn load(path: &Path, options: &LoadOptions) -> Result<(Loaded, usize)> {
+/// Open a GGUF file of an architecture attnmap supports and read its config from the metadata.
+fn open_supported(path: &Path) -> Result<(GgufFile, String, Config)> {
     let gguf = GgufFile::open(path)?;
     let architecture = gguf.string("general.architecture")?.to_string();
     if !SUPPORTED.contains(&architecture.as_str()) {
@@ -191,6 +191,12 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<(Loaded, usize)> {
         ));
     }
     let config = config_from_metadata(&gguf, &architecture)?;
+    Ok((gguf, architecture, config))
+}
+
+/// Load a GGUF model and its tokenizer; also returns how many layers the tensor names hold.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<(Loaded, usize)> {
+    let (gguf, architecture, config) = open_supported(path)?;
     let tokenizer = gguf_tokenizer::from_gguf(&gguf, config.max_positions)?;
     let summary = gguf.dtype_summary();
     let tensors = read_tensors(&gguf, &config, options.quantized)?;
@@ -214,15 +220,7 @@ fn precision(summary: &str, options: &LoadOptions) -> String {
 
 /// What `info` prints about a GGUF model, from the header alone (no tensor is read).
 pub fn describe(path: &Path, options: &LoadOptions) -> Result<super::Description> {
-    let gguf = GgufFile::open(path)?;
-    let architecture = gguf.string("general.architecture")?.to_string();
-    if !SUPPORTED.contains(&architecture.as_str()) {
-        return Err(Error::model_file(
-            path,
-            format!("has general.architecture {architecture:?}, which attnmap does not support; supported GGUF architectures: {}", SUPPORTED.join(", ")),
-        ));
-    }
-    let config = config_from_metadata(&gguf, &architecture)?;
+    let (gguf, architecture, config) = open_supported(path)?;
     Ok(super::Description { info: config.arch_info(), model_type: architecture, precision: precision(&gguf.dtype_summary(), options) })
 }
 
