@@ -118,6 +118,10 @@ measure "heads, 100 probe texts" "$bin" -q heads --texts "$work/probes.txt"
 measure "find previous-token, 100 texts, 1000 trials" "$bin" -q find previous-token --texts "$work/probes.txt"
 measure "find previous-token --words, 100 texts" "$bin" -q find previous-token --words --texts "$work/probes.txt"
 
+# Corpora (issue #10): 100 probe texts dumped by one run, and by two shards in parallel.
+runs=1 measure "dump --texts, 100 texts, one run" "$bin" -q dump --texts "$work/probes.txt" --out "$work/out"
+runs=1 measure "dump --texts, 100 texts, 2 shards at once" bash -c "'$bin' -q dump --texts '$work/probes.txt' --out '$work/out' --shard 0/2 & '$bin' -q dump --texts '$work/probes.txt' --out '$work/out' --shard 1/2 & wait"
+
 # Viewers (issue #9): SVG and terminal output of one head, and the HTML viewer of
 # a 512-token dump (72 heads): its size, the time to write it, and - when chromium
 # is installed - how long after the page starts its first map is drawn.

@@ -240,10 +240,15 @@ Examples:
 
 maps/attention.npy is float32 [layers, heads, query, key]; maps/manifest.json names the tokens.
 --views adds norm.npy [layers, heads, query, key], rollout.npy and flow.npy [layers, query, key]
-with their pictures; --words adds the same arrays over words under maps/words/.";
+with their pictures; --words adds the same arrays over words under maps/words/.
+
+Many texts (a corpus, resumable, shardable across machines):
+  attnmap dump --texts probes.txt --out corpus/                 (corpus/00001/, ..., index.jsonl)
+  attnmap dump --texts probes.txt --out corpus/ --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT";
 
 #[derive(Debug, Args)]
 #[command(after_help = DUMP_EXAMPLES)]
+#[command(mut_arg("text", |a| a.required_unless_present_any(["file", "texts"])))]
 pub struct DumpArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -275,6 +280,16 @@ pub struct DumpArgs {
     /// Also write SVG pictures: heads/L{ll}_H{hh}.svg and grid.svg (vector text, for papers).
     #[arg(long)]
     pub svg: bool,
+
+    /// A corpus: one dump per text of FILE (lines, or JSON lines {"text": ..., "pair": ...}) in
+    /// DIR/00001/, DIR/00002/, ... plus DIR/index.jsonl. A rerun resumes: complete dumps are kept.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "file"])]
+    pub texts: Option<PathBuf>,
+
+    /// With --texts: only every N-th text starting at K (K in 0..N-1), for job arrays; shards
+    /// written into one DIR (or merged by copying folders) equal one unsharded run byte for byte.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 const VIEW_EXAMPLES: &str = "\

@@ -218,6 +218,14 @@ impl StagedDir {
     }
 }
 
+/// Run `work` holding the lock of `target` (the one a [`StagedDir`] of it takes), waiting
+/// for another run holding it: for a file several runs rewrite in turn (a corpus index).
+pub fn with_lock<T>(target: &Path, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let _lock = RunLock::acquire(target, &parent_of(target), &name, true)?;
+    work()
+}
+
 /// `.{DIR}.attnmap-lock` beside a staging folder or target named DIR.
 fn lock_path(staging_or_target: &Path) -> PathBuf {
     let name = staging_or_target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

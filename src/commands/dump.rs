@@ -43,6 +43,12 @@ pub const LAYOUT_VERSION: u32 = 1;
 const MAX_DUMP_BYTES: usize = 2 << 30;
 
 pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
+    if let Some(texts) = &args.texts {
+        return super::corpus::run(args, texts, ui);
+    }
+    if args.shard.is_some() {
+        return Err(Error::Usage("--shard splits a corpus: use it with --texts FILE".into()));
+    }
     let target = args.out.clone();
     let parent = check_target_dir(&target, args.force)?;
     let text = read_input(&args.input)?;
@@ -50,42 +56,89 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let input = encode(&session, &text)?;
     let model = session.loaded.model.as_ref();
     let views = requested_views(&args.views);
-    check_size(model.info(), input.len(), &views)?;
-    if views.contains(&View::Flow) {
-        check_flow_size(model.info().layers, input.len())?;
-    }
-    let hooks: Vec<HookKind> = views.iter().flat_map(|v| v.hooks().iter().copied()).collect();
-    let weights: Vec<PathBuf> = session.files.weights.files().iter().map(|p| p.to_path_buf()).collect();
+    check_input(model.info(), input.len(), &views)?;
+    let hooks = hooks_of(&views);
+    let weights = weight_files(&session);
     // Hash the weights while the model runs: the manifest needs it and it is I/O-bound.
     let (run, hashes) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| weights.iter().map(|p| weights_sha256(p)).collect::<Result<Vec<_>>>());
+        let hashing = scope.spawn(|| hash_weights(&weights));
         let run = Capture::run(model, &input, None, &hooks);
         let hashes = hashing.join().unwrap_or_else(|_| Err(Error::Input("hashing the weights failed".into())));
         (run, hashes)
     });
     let capture = run?.capture;
     let hashes = hashes?;
+    let progress = ui.progress_bar((model.info().layers * model.info().heads) as u64 + 1, "maps");
+    let written = write_dump(&target, &parent, args.force, &session, &weights, &hashes, &capture, &views, args, &progress, false)?;
+    progress.finish_and_clear();
+    if !ui.quiet {
+        eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), written, capture.seq);
+    }
+    Ok(())
+}
+
+/// The weight files of the model, in the manifest's order.
+pub(super) fn weight_files(session: &super::Session) -> Vec<PathBuf> {
+    session.files.weights.files().iter().map(|p| p.to_path_buf()).collect()
+}
+
+/// sha256 of every weight file.
+pub(super) fn hash_weights(weights: &[PathBuf]) -> Result<Vec<String>> {
+    weights.iter().map(|p| weights_sha256(p)).collect()
+}
+
+/// The hooks the views need.
+pub(super) fn hooks_of(views: &[View]) -> Vec<HookKind> {
+    views.iter().flat_map(|v| v.hooks().iter().copied()).collect()
+}
+
+/// Refuse, before the forward pass, an input whose maps would not fit (or flow would take forever).
+pub(super) fn check_input(info: &crate::model::ArchInfo, seq: usize, views: &[View]) -> Result<()> {
+    check_size(info, seq, views)?;
+    if views.contains(&View::Flow) {
+        check_flow_size(info.layers, seq)?;
+    }
+    Ok(())
+}
+
+/// Write one text's dump (the layout above) into `target`, built beside it in `parent` and
+/// renamed into place; returns the number of heads. `portable` leaves out what names this
+/// machine (the model's folder in "source"), so a corpus is the same wherever it was computed.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_dump(
+    target: &Path,
+    parent: &Path,
+    force: bool,
+    session: &super::Session,
+    weights: &[PathBuf],
+    hashes: &[String],
+    capture: &Capture,
+    views: &[View],
+    args: &DumpArgs,
+    progress: &indicatif::ProgressBar,
+    portable: bool,
+) -> Result<usize> {
+    let model = session.loaded.model.as_ref();
     let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
 
-    let staging = StagedDir::create(&target, &parent, args.force)?;
+    let staging = StagedDir::create(target, parent, force)?;
     let root = staging.path();
     let heads_dir = root.join("heads");
     fs::create_dir(&heads_dir).map_err(|e| Error::output(&heads_dir, e))?;
 
     let name = model_name(&session.files);
     let jobs: Vec<(usize, usize)> = (0..capture.layers).flat_map(|l| (0..capture.heads).map(move |h| (l, h))).collect();
-    let progress = ui.progress_bar(jobs.len() as u64 + 1, "maps");
     let mut files = vec!["attention.npy".to_string()];
     let head_files: Vec<Vec<String>> = jobs
         .par_iter()
         .map(|&(layer, head)| {
             let title = format!("{name} · layer {layer} · head {head}");
-            let bytes = heatmap(&capture, layer, head, &title, &args.style)?;
+            let bytes = heatmap(capture, layer, head, &title, &args.style)?;
             let file = format!("heads/L{layer:02}_H{head:02}.png");
             write_file(&root.join(&file), &bytes)?;
             let mut written = vec![file];
             if args.svg {
-                let svg = picture(&capture, layer, head, &title, &args.style, Picture::Svg)?;
+                let svg = picture(capture, layer, head, &title, &args.style, Picture::Svg)?;
                 let file = format!("heads/L{layer:02}_H{head:02}.svg");
                 write_file(&root.join(&file), &svg)?;
                 written.push(file);
@@ -117,7 +170,7 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     }
     progress.inc(1);
     write_file(&root.join("attention.npy"), &npy_f32(&[capture.layers, capture.heads, capture.seq, capture.seq], &dense))?;
-    let (view_manifest, words_manifest) = write_views(root, &capture, &dense, &views, args, &name, &mut files)?;
+    let (view_manifest, words_manifest) = write_views(root, capture, &dense, views, args, &name, &mut files)?;
     files.push("manifest.json".into());
 
     let files_meta = &session.files;
@@ -125,10 +178,10 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
         "attnmap_version": env!("CARGO_PKG_VERSION"),
         "layout_version": LAYOUT_VERSION,
         "model": files_meta.id,
-        "source": files_meta.describe(),
+        "source": if portable { serde_json::Value::Null } else { files_meta.describe().into() },
         "revision": files_meta.revision,
         "commit": files_meta.commit,
-        "weights": weights.iter().zip(&hashes).map(|(path, sha)| json!({
+        "weights": weights.iter().zip(hashes).map(|(path, sha)| json!({
             "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
             "sha256": sha,
         })).collect::<Vec<_>>(),
@@ -179,15 +232,11 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     write_file(&root.join("manifest.json"), text.as_bytes())?;
 
     staging.publish()?;
-    progress.finish_and_clear();
-    if !ui.quiet {
-        eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), jobs.len(), capture.seq);
-    }
-    Ok(())
+    Ok(jobs.len())
 }
 
 /// The views `--views` names (`all` for every one); the weights are always written.
-fn requested_views(names: &[String]) -> Vec<View> {
+pub(super) fn requested_views(names: &[String]) -> Vec<View> {
     let mut views = vec![View::Weights];
     for name in names {
         let named: Vec<View> = if name == "all" { View::ALL.to_vec() } else { View::parse(name).into_iter().collect() };

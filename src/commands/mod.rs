@@ -2,6 +2,7 @@
 //! This file holds the steps they share.
 
 pub mod completions;
+pub mod corpus;
 pub mod diff;
 pub mod dump;
 pub mod find;

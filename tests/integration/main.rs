@@ -5,6 +5,7 @@
 mod arch_gpt;
 mod arch_llama;
 mod cli;
+mod corpus;
 mod diff;
 mod faithfulness;
 mod find;
