@@ -23,20 +23,8 @@ export HF_HUB_OFFLINE=1
 
 text="The WhirlyGigs arrived broken, and the support team never answered my emails."
 
-measure() { # label, command...
-  local label=$1; shift
-  local times=() peak=0
-  for _ in $(seq "$runs"); do
-    rm -rf "$work/out"
-    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    read -r wall rss <"$work/t"
-    times+=("$wall")
-    [ "$rss" -gt "$peak" ] && peak=$rss
-  done
-  local median
-  median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '%-44s median %6.3f s   peak RSS %6.1f MiB   (%d runs)\n' "$label" "$median" "$(echo "$peak / 1024" | bc -l)" "$runs"
-}
+# shellcheck source=benches/measure.sh
+. benches/measure.sh
 
 # Size and start-up (issue #13), timed per run with nanosecond clocks: /usr/bin/time's
 # 10 ms steps cannot see --version.

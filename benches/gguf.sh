@@ -21,19 +21,8 @@ gguf=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-measure() { # label, command...
-  local label=$1; shift
-  local times=() peak=0
-  for _ in $(seq "$runs"); do
-    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    read -r wall rss <"$work/t"
-    times+=("$wall")
-    [ "$rss" -gt "$peak" ] && peak=$rss
-  done
-  local median
-  median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '%-48s median %7.3f s   peak RSS %7.1f MiB   (%d runs)\n' "$label" "$median" "$(echo "$peak / 1024" | bc -l)" "$runs"
-}
+# shellcheck source=benches/measure.sh
+. benches/measure.sh
 
 # A text of about N tokens: a paragraph repeated (~104 tokens each); the tokenizer cuts at 8,192.
 text_of() {
