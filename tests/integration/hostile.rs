@@ -301,7 +301,19 @@ fn sigterm_is_handled_like_ctrl_c() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Signal only once the handler is installed (SIGTERM caught in /proc's SigCgt mask),
+    // so a slow start on a loaded machine cannot turn this into a default-action death.
+    let caught = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok()).is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+    };
+    for _ in 0..3000 {
+        if caught(child.id()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(caught(child.id()), "attnmap never installed its SIGTERM handler");
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
