@@ -61,6 +61,9 @@ pub struct TextTokenizer {
     decoder: Option<String>,
     /// `inner` without truncation, for counting what truncation drops.
     untruncated: std::sync::OnceLock<Tokenizer>,
+    /// Ids of the added tokens marked special (`<|im_start|>` written in a text is one),
+    /// read once here rather than cloned from the tokenizer for every text.
+    special_ids: std::collections::HashSet<u32>,
 }
 
 impl TextTokenizer {
@@ -89,7 +92,8 @@ impl TextTokenizer {
             }))
             .map_err(|e| Error::Tokenizer { path: path.clone(), message: format!("cannot set truncation: {e}") })?;
         let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
-        Ok(Self { inner, path, max_len, byte_level, segments: true, decoder: None, untruncated: Default::default() })
+        let special_ids = inner.get_added_tokens_decoder().into_iter().filter(|(_, token)| token.special).map(|(id, _)| id).collect();
+        Ok(Self { inner, path, max_len, byte_level, segments: true, decoder: None, untruncated: Default::default(), special_ids })
     }
 
     /// For models whose transformers tokenizer has no `token_type_ids` among its
@@ -252,12 +256,11 @@ impl TextTokenizer {
         let tokens = encoding.get_tokens().to_vec();
         let labels = labels(&tokens, self.byte_level);
         let sequence: Vec<Option<u8>> = sequence.unwrap_or_else(|| encoding.get_sequence_ids().iter().map(|s| s.map(|s| s as u8)).collect());
-        let added = self.inner.get_added_tokens_decoder();
         let special = encoding
             .get_special_tokens_mask()
             .iter()
             .zip(encoding.get_ids())
-            .map(|(&mask, id)| mask == 1 || added.get(id).is_some_and(|t| t.special))
+            .map(|(&mask, id)| mask == 1 || self.special_ids.contains(id))
             .collect();
         let (text_chars, pair_chars) = (CharIndex::new(text), CharIndex::new(pair.unwrap_or("")));
         let offsets = encoding
