@@ -114,3 +114,8 @@ impl FromStr for Colormap {
         })
     }
 }
+
+/// A colour as six hex digits, `rrggbb` (what SVG fills and the HTML page's colour table use).
+pub(crate) fn rgb_hex([r, g, b]: [u8; 3]) -> String {
+    format!("{r:02x}{g:02x}{b:02x}")
+}

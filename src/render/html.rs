@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::colormap::Colormap;
+use super::colormap::{rgb_hex, Colormap};
 use super::RenderError;
 
 static TEMPLATE: &str = include_str!("../../assets/view.html");
@@ -129,7 +129,7 @@ pub fn view_html(page: &Page) -> Result<Vec<u8>, RenderError> {
             codes,
         });
     }
-    let lut: String = (0..256).map(|i| hex(page.colormap.rgb(i as f32 / 255.0))).collect();
+    let lut: String = (0..256).map(|i| rgb_hex(page.colormap.rgb(i as f32 / 255.0))).collect();
     let data = PageData {
         format: 1,
         title: &page.title,
@@ -140,7 +140,7 @@ pub fn view_html(page: &Page) -> Result<Vec<u8>, RenderError> {
         causal: page.causal,
         colormap: page.colormap.name(),
         lut,
-        mask: hex(page.colormap.mask_rgb()),
+        mask: rgb_hex(page.colormap.mask_rgb()),
         scale: page.scale,
         note: page.note,
         views,
@@ -169,10 +169,6 @@ fn fill(template: &str, data: &str) -> String {
         Some((before, after)) => format!("{before}{data}{after}"),
         None => template.to_string(),
     }
-}
-
-fn hex([r, g, b]: [u8; 3]) -> String {
-    format!("{r:02x}{g:02x}{b:02x}")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use super::canvas::{Canvas, Orientation};
-use super::colormap::Colormap;
+use super::colormap::{rgb_hex, Colormap};
 use super::matrix::{self, Matrix};
 use super::scale::Scale;
 use super::style::BACKGROUND;
@@ -138,8 +138,9 @@ impl Surface for Svg {
     }
 }
 
-fn hex([r, g, b]: [u8; 3]) -> String {
-    format!("#{r:02x}{g:02x}{b:02x}")
+/// A fill or stop colour, `#rrggbb`.
+fn hex(rgb: [u8; 3]) -> String {
+    format!("#{}", rgb_hex(rgb))
 }
 
 /// Text as XML character data or an attribute value.
