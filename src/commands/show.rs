@@ -95,33 +95,28 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
             }
             FormatArg::Npy => npy_f32(&[side, side], &values),
             FormatArg::Json => {
-                let rows: Vec<&[f32]> = values.chunks(side).collect();
                 let hook = match view {
                     View::Weights => format!("blocks.{layer}.attn.hook_pattern"),
                     View::Norm => format!("blocks.{layer}.attn.hook_pattern * blocks.{layer}.attn.hook_value_norm"),
                     View::Rollout | View::Flow => format!("blocks.{{0..{layer}}}.attn.hook_pattern"),
                 };
-                let mut json = serde_json::json!({
-                    "model": session.files.id,
-                    "layer": layer,
-                    "head": head,
-                    "view": view.name(),
-                    "formula": view.formula(),
-                    "hook": hook,
-                    "tokens": capture.tokens(),
-                    "ids": capture.input.ids,
-                    "labels": axis.labels,
-                    "values": rows,
-                });
-                if view == View::Weights && !args.words {
-                    json["attention"] = json["values"].clone();
-                }
-                if let Some(words) = axis.describe() {
-                    json["words"] = words;
-                }
-                let mut text = serde_json::to_string_pretty(&json).map_err(|e| Error::output("<json>", e))?;
-                text.push('\n');
-                text.into_bytes()
+                let words = axis.describe();
+                render::json::view_json(
+                    &values,
+                    side,
+                    &render::json::ViewJson {
+                        model: &session.files.id,
+                        layer,
+                        head,
+                        view: view.name(),
+                        formula: view.formula(),
+                        hook: &hook,
+                        tokens: capture.tokens(),
+                        ids: &capture.input.ids,
+                        labels: &axis.labels,
+                        words: words.as_ref(),
+                    },
+                )
             }
             other => {
                 return Err(Error::Usage(format!(
