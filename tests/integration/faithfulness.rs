@@ -15,7 +15,7 @@ use crate::helpers::{case_model_dir, cases_of, loaded, minilm_dir, reference, Ca
 /// in a different order than PyTorch's lands within a few 1e-7 here; 1e-5 leaves
 /// room for other CPUs' kernels while still catching any real error (the tanh
 /// GELU instead of erf moves MiniLM's maps by ~2e-3).
-const ATTENTION_TOLERANCE: f32 = 1e-5;
+pub(crate) const ATTENTION_TOLERANCE: f32 = 1e-5;
 
 /// Hidden states are O(1)-O(10) in magnitude, accumulated over 6 layers.
 const HIDDEN_TOLERANCE: f32 = 1e-4;
@@ -38,7 +38,7 @@ pub fn check_model_within(model: &str, tolerance: f32) {
 }
 
 /// The deterministic key weights of `attention_rowproj` (see scripts/make_fixtures.py).
-fn rowproj_weight(key: usize) -> f64 {
+pub(crate) fn rowproj_weight(key: usize) -> f64 {
     ((key * 7919) % 1009) as f64 / 1009.0
 }
 

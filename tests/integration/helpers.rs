@@ -119,6 +119,15 @@ pub fn reference(case: &Case) -> HashMap<String, Tensor> {
 
 /// Run the attnmap binary with extra environment; HF cache isolated per call site.
 pub fn attnmap(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = attnmap_command(args);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// The attnmap binary with `args`, not started yet.
+pub fn attnmap_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_attnmap"));
     // Hermetic: the caller's own Hub settings must not leak in (HF_HUB_CACHE would
     // override a test's HF_HOME, a real HF_TOKEN would be sent to the test server).
@@ -126,10 +135,7 @@ pub fn attnmap(args: &[&str], envs: &[(&str, &str)]) -> Output {
         command.env_remove(name);
     }
     command.args(args);
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command.output().unwrap()
+    command
 }
 
 pub fn stderr(output: &Output) -> String {

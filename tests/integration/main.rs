@@ -14,6 +14,8 @@ mod helpers;
 mod hostile;
 mod hooks;
 mod render;
+mod scale;
+mod scale_model;
 mod source;
 mod speed;
 mod terminal;
