@@ -138,6 +138,23 @@ pub fn attnmap_command(args: &[&str]) -> Command {
     command
 }
 
+/// Run the attnmap binary, assert it succeeded, and return its own peak RSS in bytes:
+/// wait4 reports this child's alone, where getrusage(RUSAGE_CHILDREN) would mix in the
+/// children other tests run meanwhile.
+pub fn peak_rss(args: &[&str]) -> u64 {
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
+    let child = attnmap_command(args).stdout(std::process::Stdio::null()).stderr(stderr_file.reopen().unwrap()).spawn().unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the child is ours and not yet waited for; status and usage are filled by the call.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
+    let err = std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "attnmap {args:?} failed: {err}");
+    // ru_maxrss is in KiB on Linux, in bytes on macOS.
+    usage.ru_maxrss as u64 * if cfg!(target_os = "macos") { 1 } else { 1024 }
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

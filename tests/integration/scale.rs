@@ -8,13 +8,11 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
-use std::process::Stdio;
 
 use candle_core::DType;
 
 use crate::faithfulness::{rowproj_weight, ATTENTION_TOLERANCE};
-use crate::helpers::attnmap_command;
+use crate::helpers::peak_rss;
 use crate::scale_model;
 
 /// Issue 10's bound: a dump holds one layer of maps at a time (2.2 GB would be all of them).
@@ -51,25 +49,6 @@ fn reference() -> Reference {
     }
 }
 
-/// Run the attnmap binary and reap it with wait4, which reports that one child's peak RSS
-/// (getrusage(RUSAGE_CHILDREN) would mix in the other tests' children). Returns whether it
-/// succeeded, its stderr and its peak RSS in MiB.
-fn run_measuring_memory(args: &[&str], stderr_file: &Path) -> (bool, String, f64) {
-    let child = attnmap_command(args)
-        .stdout(Stdio::null())
-        .stderr(File::create(stderr_file).unwrap())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, child.id() as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
-    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    // ru_maxrss is in KiB on Linux and in bytes on macOS.
-    let unit = if cfg!(target_os = "macos") { 1024.0 * 1024.0 } else { 1024.0 };
-    (success, std::fs::read_to_string(stderr_file).unwrap(), usage.ru_maxrss as f64 / unit)
-}
-
 #[test]
 fn dump_of_96_layers_by_96_heads_equals_transformers_in_bounded_memory() {
     let reference = reference();
@@ -79,8 +58,7 @@ fn dump_of_96_layers_by_96_heads_equals_transformers_in_bounded_memory() {
     scale_model::write(&model);
     let out = dir.path().join("dump");
     let args = ["-q", "dump", &reference.text, "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    let (success, stderr, peak_mib) = run_measuring_memory(&args, &dir.path().join("stderr"));
-    assert!(success, "dump failed: {stderr}");
+    let peak_mib = peak_rss(&args) as f64 / (1024.0 * 1024.0);
     eprintln!("scale: dump of 9,216 heads at 128 tokens peaked at {peak_mib:.1} MiB RSS");
 
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
