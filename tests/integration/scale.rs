@@ -15,7 +15,7 @@ use crate::faithfulness::{rowproj_weight, ATTENTION_TOLERANCE};
 use crate::helpers::peak_rss;
 use crate::scale_model;
 
-/// Issue 10's bound: a dump holds one layer of maps at a time (2.2 GB would be all of them).
+/// Issue 10's bound: a dump holds one layer of maps at a time (holding them all peaked at 1.8 GB).
 const MAX_PEAK_RSS_MIB: f64 = 300.0;
 
 /// What scripts/fixtures_scale.py kept of transformers' maps.
