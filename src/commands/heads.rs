@@ -1,19 +1,21 @@
 //! `attnmap heads`: what every head does, over one text or a probe set, one
-//! text's maps at a time. Also the steps `find` shares: the texts and each
-//! text's maps at token or word level.
+//! text's maps at a time. Also the steps `find` shares: the texts, where their
+//! maps come from (a model, or a corpus of dumps), and each text's maps at token
+//! or word level.
 
 use std::path::Path;
 
 use crate::analysis::stats::{Accumulator, HeadStats, Positions, COLUMNS};
 use crate::analysis::words;
 use crate::capture::Capture;
-use crate::cli::{HeadsArgs, InputArgs, ProbeArgs, StyleArgs};
+use crate::cli::{HeadsArgs, InputArgs, ModelArgs, ProbeArgs, StyleArgs};
 use crate::error::{Error, Result};
 use crate::output::{check_target_dir, write_file, write_stdout, StagedDir};
 use crate::render::{self, heads_report, CellMark, Colormap, HeatmapOptions, Scale};
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
+use super::dumps::Corpus;
 use super::{encode, model_name, open_model, read_input, read_probe_file, Session};
 
 pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
@@ -22,26 +24,29 @@ pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
         Some(dir) => Some(check_target_dir(dir, args.force)?),
         None => None,
     };
-    let texts = probe_texts(args.text.as_deref(), &args.probe)?;
-    let session = open_model(&args.model, ui)?;
-    let info = session.loaded.model.info();
-    let mut totals = Accumulator::new(info.layers, info.heads);
+    let texts = match &args.probe.corpus {
+        Some(_) => Vec::new(),
+        None => probe_texts(args.text.as_deref(), &args.probe)?,
+    };
+    let source = Source::open(&args.probe, &args.model, ui)?;
+    let texts = source.texts().unwrap_or(texts);
+    let (layers, heads_per_layer, causal) = source.shape();
+    let mut totals = Accumulator::new(layers, heads_per_layer);
     let bar = ui.progress_bar(texts.len() as u64, "texts");
-    for text in &texts {
-        let input = encode(&session, text)?;
-        let maps = TextMaps::run(&session, &input, args.probe.words)?;
+    for (index, text) in texts.iter().enumerate() {
+        let (_, maps) = source.text_maps(index, text, args.probe.words)?;
         totals.add(&maps.maps, &maps.positions, maps.causal);
         bar.inc(1);
     }
     bar.finish_and_clear();
     let heads = totals.finish();
     let report = heads_report::HeadsReport {
-        model: model_name(&session.files),
+        model: source.model_name(),
         texts: texts.len(),
         level: if args.probe.words { "words" } else { "tokens" },
-        causal: info.causal,
-        layers: info.layers,
-        heads_per_layer: info.heads,
+        causal,
+        layers,
+        heads_per_layer,
         heads,
     };
     if let (Some(dir), Some(parent)) = (&args.out, out_parent) {
@@ -128,6 +133,73 @@ pub(super) fn probe_texts(text: Option<&str>, probe: &ProbeArgs) -> Result<Vec<(
     }
 }
 
+/// Where each text's maps come from: a forward pass per text, or a corpus's dumps read
+/// back (`--corpus`), which give the same maps without the model.
+pub(super) enum Source {
+    Model(Session),
+    Corpus(Corpus),
+}
+
+impl Source {
+    /// `--corpus DIR` (checked, nothing read but its index and first manifest), else `--model`.
+    pub fn open(probe: &ProbeArgs, model: &ModelArgs, ui: &Ui) -> Result<Self> {
+        match &probe.corpus {
+            Some(dir) => {
+                let corpus = Corpus::open(dir, "--corpus")?;
+                if !ui.quiet {
+                    let texts = corpus.texts.len();
+                    eprintln!("attnmap: {} text{} dumped by {} in {}", texts, if texts == 1 { "" } else { "s" }, corpus.first.model, dir.display());
+                }
+                Ok(Source::Corpus(corpus))
+            }
+            None => Ok(Source::Model(open_model(model, ui)?)),
+        }
+    }
+
+    /// Layers, heads per layer, and whether attention is causal.
+    pub fn shape(&self) -> (usize, usize, bool) {
+        match self {
+            Source::Model(session) => {
+                let info = session.loaded.model.info();
+                (info.layers, info.heads, info.causal)
+            }
+            Source::Corpus(corpus) => (corpus.first.layers, corpus.first.heads, corpus.first.causal),
+        }
+    }
+
+    pub fn model_name(&self) -> String {
+        match self {
+            Source::Model(session) => model_name(&session.files),
+            Source::Corpus(corpus) => corpus.model_name(),
+        }
+    }
+
+    /// A corpus's texts, in order; `None` for a model (the texts come from the command line).
+    pub fn texts(&self) -> Option<Vec<(String, Option<String>)>> {
+        match self {
+            Source::Model(_) => None,
+            Source::Corpus(corpus) => Some(corpus.texts.iter().map(|t| (t.text.clone(), t.pair.clone())).collect()),
+        }
+    }
+
+    /// Text `index`'s input and maps: `text` encoded and run through the model, or the
+    /// corpus's `index`-th dump read back.
+    pub fn text_maps(&self, index: usize, text: &(String, Option<String>), by_words: bool) -> Result<(Encoded, TextMaps)> {
+        match self {
+            Source::Model(session) => {
+                let input = encode(session, text)?;
+                let maps = TextMaps::run(session, &input, by_words)?;
+                Ok((input, maps))
+            }
+            Source::Corpus(corpus) => {
+                let dumped = corpus.read(index)?;
+                let maps = TextMaps::from_maps(dumped.maps, &dumped.input, corpus.first.causal, by_words);
+                Ok((dumped.input, maps))
+            }
+        }
+    }
+}
+
 /// One text's maps, `[layers * heads, n, n]`, over tokens or words.
 pub(super) struct TextMaps {
     pub maps: Vec<f32>,
@@ -145,12 +217,17 @@ impl TextMaps {
 
     pub fn from_capture(capture: &Capture, by_words: bool) -> Result<Self> {
         let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
-        let words = words::words(&capture.input);
+        Ok(Self::from_maps(dense, &capture.input, capture.causal, by_words))
+    }
+
+    /// From `[layers, heads, seq, seq]` maps over `input`'s tokens (a capture's, or a dump's).
+    pub fn from_maps(dense: Vec<f32>, input: &Encoded, causal: bool, by_words: bool) -> Self {
+        let words = words::words(input);
         let (maps, positions) = if by_words {
-            (words::merge_maps(&dense, capture.seq, &words), Positions::words(&words))
+            (words::merge_maps(&dense, input.len(), &words), Positions::words(&words))
         } else {
-            (dense, Positions::tokens(&capture.input))
+            (dense, Positions::tokens(input))
         };
-        Ok(TextMaps { maps, positions, causal: capture.causal, words })
+        TextMaps { maps, positions, causal, words }
     }
 }

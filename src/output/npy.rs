@@ -29,7 +29,67 @@ pub fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
 /// and values in C order.
 pub fn read_npy_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     let (header, data) = split_header(bytes)?;
-    let header = parse_header(&header)?;
+    let (shape, little_endian, count) = check_f32_header(&header)?;
+    if count.checked_mul(4) != Some(data.len()) {
+        return Err(format!("the data has {} bytes but shape {shape:?} of float32 needs {}", data.len(), count.saturating_mul(4)));
+    }
+    let mut values = Vec::with_capacity(count);
+    decode_f32(data, little_endian, &mut values);
+    Ok((shape, values))
+}
+
+/// As [`read_npy_f32`], reading the file through a small buffer instead of whole: the
+/// values are the only copy held (a corpus's texts are read one after another this way).
+pub fn read_npy_f32_file(path: &std::path::Path) -> Result<(Vec<usize>, Vec<f32>), String> {
+    use std::io::Read;
+    // Checked before opening: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(path).map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut reader = std::io::BufReader::new(file);
+    let mut prefix = Vec::with_capacity(12);
+    reader.by_ref().take(12).read_to_end(&mut prefix).map_err(|e| e.to_string())?;
+    let (start, length) = header_extent(&prefix)?;
+    // The prefix may already hold the first bytes of the header (version 1 reads 2 past it).
+    let mut raw = prefix.split_off(start.min(prefix.len()));
+    let wanted = length.saturating_sub(raw.len());
+    if (start + length) as u64 > size {
+        return Err("truncated .npy header".into());
+    }
+    reader.by_ref().take(wanted as u64).read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let header_text = header_text(&prefix[6..8], &raw[..length])?;
+    let leftover = raw.split_off(length);
+    let (shape, little_endian, count) = check_f32_header(&header_text)?;
+    let data_len = size - (start + length) as u64;
+    if count.checked_mul(4).map(|n| n as u64) != Some(data_len) {
+        return Err(format!("the data has {data_len} bytes but shape {shape:?} of float32 needs {}", count.saturating_mul(4)));
+    }
+    let mut values = Vec::with_capacity(count);
+    decode_f32(&leftover, little_endian, &mut values);
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut carried = 0;
+    loop {
+        let read = reader.read(&mut buffer[carried..]).map_err(|e| e.to_string())?;
+        if read == 0 {
+            break;
+        }
+        let filled = carried + read;
+        let whole = filled - filled % 4;
+        decode_f32(&buffer[..whole], little_endian, &mut values);
+        buffer.copy_within(whole..filled, 0);
+        carried = filled - whole;
+    }
+    if values.len() != count {
+        return Err(format!("the data ended after {} of {count} values (the file changed while it was read?)", values.len()));
+    }
+    Ok((shape, values))
+}
+
+/// The dtype and order checks of a float32 array: its shape, byte order and value count.
+fn check_f32_header(text: &str) -> Result<(Vec<usize>, bool, usize), String> {
+    let header = parse_header(text)?;
     let little_endian = match header.descr.as_str() {
         "<f4" => true,
         ">f4" => false,
@@ -39,25 +99,29 @@ pub fn read_npy_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         return Err("the array is in Fortran order; save it with np.ascontiguousarray(...) first".into());
     }
     let count = header.shape.iter().try_fold(1usize, |total, &d| total.checked_mul(d)).ok_or_else(|| format!("shape {:?} is too large", header.shape))?;
-    if count.checked_mul(4) != Some(data.len()) {
-        return Err(format!("the data has {} bytes but shape {:?} of float32 needs {}", data.len(), header.shape, count.saturating_mul(4)));
-    }
-    let values = data
-        .chunks_exact(4)
-        .map(|c| {
-            let c = [c[0], c[1], c[2], c[3]];
-            if little_endian {
-                f32::from_le_bytes(c)
-            } else {
-                f32::from_be_bytes(c)
-            }
-        })
-        .collect();
-    Ok((header.shape, values))
+    Ok((header.shape, little_endian, count))
+}
+
+fn decode_f32(data: &[u8], little_endian: bool, values: &mut Vec<f32>) {
+    values.extend(data.chunks_exact(4).map(|c| {
+        let c = [c[0], c[1], c[2], c[3]];
+        if little_endian {
+            f32::from_le_bytes(c)
+        } else {
+            f32::from_be_bytes(c)
+        }
+    }));
 }
 
 /// The magic, version and length prefix: returns the header text and the data after it.
 fn split_header(bytes: &[u8]) -> Result<(String, &[u8]), String> {
+    let (start, length) = header_extent(bytes)?;
+    let end = start.checked_add(length).filter(|&end| end <= bytes.len()).ok_or("truncated .npy header")?;
+    Ok((header_text(&bytes[6..8], &bytes[start..end])?, &bytes[end..]))
+}
+
+/// Where the header starts and how long it is, from the magic, version and length prefix.
+fn header_extent(bytes: &[u8]) -> Result<(usize, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (it does not start with \\x93NUMPY)".into());
     }
@@ -71,15 +135,17 @@ fn split_header(bytes: &[u8]) -> Result<(String, &[u8]), String> {
     if minor != 0 {
         return Err(format!(".npy format version {major}.{minor} is not one of 1.0, 2.0, 3.0"));
     }
-    let end = start.checked_add(length).filter(|&end| end <= bytes.len()).ok_or("truncated .npy header")?;
-    let raw = &bytes[start..end];
-    let text = if major == 3 {
-        std::str::from_utf8(raw).map_err(|_| "the .npy header is not UTF-8")?.to_string()
+    Ok((start, length))
+}
+
+/// The header's text: Latin-1 in versions 1 and 2, UTF-8 in 3.
+fn header_text(version: &[u8], raw: &[u8]) -> Result<String, String> {
+    if version[0] == 3 {
+        Ok(std::str::from_utf8(raw).map_err(|_| "the .npy header is not UTF-8")?.to_string())
     } else {
         // Latin-1: every byte is the code point of the same number.
-        raw.iter().map(|&b| char::from(b)).collect()
-    };
-    Ok((text, &bytes[end..]))
+        Ok(raw.iter().map(|&b| char::from(b)).collect())
+    }
 }
 
 /// What the header dict says.
