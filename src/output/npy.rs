@@ -394,6 +394,39 @@ mod tests {
         assert_eq!(read_npy_f32(&big).unwrap().1, vec![1.5, -2.0]);
     }
 
+    /// The file reader reads what the byte reader reads, and refuses what it refuses, for
+    /// arrays larger than its buffer (a value split across reads) and headers of every version.
+    #[test]
+    fn the_file_reader_agrees_with_the_byte_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.npy");
+        let values: Vec<f32> = (0..50_001).map(|i| (i as f32).sin()).collect();
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (50001,), }\n";
+        let big_endian: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let cases = [
+            npy_f32(&[7, 7143], &values[..50_001]),
+            with_header(2, header, &floats(&values)),
+            with_header(3, header, &floats(&values)),
+            with_header(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,)}\n", &big_endian),
+            with_header(1, "{'descr': '<f4', 'fortran_order': False, 'shape': ()}\n", &floats(&[7.5])),
+        ];
+        for bytes in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(read_npy_f32_file(&path).unwrap(), read_npy_f32(&bytes).unwrap());
+        }
+        let whole = npy_f32(&[4, 4], &[0.25; 16]);
+        for cut in [3, 11, whole.len() - 1] {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            assert!(read_npy_f32(&whole[..cut]).is_err());
+            assert!(read_npy_f32_file(&path).is_err(), "cut at {cut}");
+        }
+        let mut longer = whole.clone();
+        longer.extend([0; 4]);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(read_npy_f32_file(&path).unwrap_err().contains("68 bytes"));
+        assert!(read_npy_f32_file(dir.path()).unwrap_err().contains("not a regular file"));
+    }
+
     /// What the old substring matcher let through or misread.
     #[test]
     fn refuses_what_it_does_not_read_with_a_reason() {
