@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::analysis::patterns::check_patterns;
+use crate::analysis::patterns::{check_patterns, PatternFault};
 use crate::error::{Error, Result};
-use crate::output::{read_npy_f32_file, read_regular_file};
+use crate::output::{read_regular_file, NpyReader};
 use crate::tokenize::Encoded;
 
 use super::dump::LAYOUT_VERSION;
@@ -63,6 +63,40 @@ pub struct Dumped {
     pub maps: Vec<f32>,
 }
 
+/// One text of a corpus opened: its tokens, and its maps to be read a layer at a time.
+pub struct TextDump {
+    pub input: Encoded,
+    reader: NpyReader,
+    /// The next layer to read.
+    layer: usize,
+    layers: usize,
+    heads: usize,
+    /// Says what is wrong and how to fix it.
+    damaged: Box<dyn Fn(String) -> Error>,
+}
+
+impl TextDump {
+    /// The next layer's maps, `[heads, seq, seq]`, checked as a softmax's; `None` after the last.
+    pub fn next_layer(&mut self) -> Result<Option<Vec<f32>>> {
+        if self.layer == self.layers {
+            return Ok(None);
+        }
+        let seq = self.input.len();
+        let mut maps = Vec::new();
+        self.reader.read(self.heads * seq * seq, &mut maps).map_err(|e| (self.damaged)(format!("attention.npy: {e}")))?;
+        let layer = self.layer;
+        check_patterns(&maps, 1, self.heads, seq).map_err(|fault| {
+            let fault = match fault {
+                PatternFault::BadWeight { head, query, key, value, .. } => PatternFault::BadWeight { layer, head, query, key, value },
+                PatternFault::RowSum { head, query, sum, tolerance, .. } => PatternFault::RowSum { layer, head, query, sum, tolerance },
+            };
+            (self.damaged)(format!("attention.npy: {fault}; attnmap never writes such a map"))
+        })?;
+        self.layer += 1;
+        Ok(Some(maps))
+    }
+}
+
 /// How a user re-makes a corpus (or a dump) this attnmap can read.
 fn redump(is_corpus: bool, dir: &Path) -> String {
     if is_corpus {
@@ -101,20 +135,29 @@ impl Corpus {
         super::short_name(&self.first.model).unwrap_or_else(|| self.first.model.clone())
     }
 
-    /// Read text `index` (0-based in `texts`): its tokens as the tokenizer gave them and
-    /// its maps, checked against the manifest, the index and the corpus's first text.
+    /// Read text `index` (0-based in `texts`) whole: see [`Corpus::open_text`].
     pub fn read(&self, index: usize) -> Result<Dumped> {
+        let mut text = self.open_text(index)?;
+        let mut maps = Vec::with_capacity(self.first.layers * self.first.heads * text.input.len() * text.input.len());
+        while let Some(layer) = text.next_layer()? {
+            maps.extend_from_slice(&layer);
+        }
+        Ok(Dumped { input: text.input, maps })
+    }
+
+    /// Open text `index` (0-based in `texts`): its tokens as the tokenizer gave them, checked
+    /// against the manifest, the index and the corpus's first text, and its array's header.
+    pub fn open_text(&self, index: usize) -> Result<TextDump> {
         let listed = &self.texts[index];
         let dir = &listed.folder;
         let bad = |message: String| Error::Input(format!("{}: {message}", dir.display()));
-        let damaged = |message: String| {
-            let fix = if self.is_corpus {
-                format!("delete {} and run attnmap dump --texts FILE --out {} again (it computes only what is missing)", dir.display(), self.dir.display())
-            } else {
-                redump(false, dir)
-            };
-            bad(format!("{message}; the dump is damaged: {fix}"))
+        let fix = if self.is_corpus {
+            format!("delete {} and run attnmap dump --texts FILE --out {} again (it computes only what is missing)", dir.display(), self.dir.display())
+        } else {
+            redump(false, dir)
         };
+        let folder = dir.clone();
+        let damaged = move |message: String| Error::Input(format!("{}: {message}; the dump is damaged: {fix}", folder.display()));
         let manifest = read_manifest(dir)?;
         let shape = shape(&manifest, dir)?;
         if shape != self.first {
@@ -129,14 +172,12 @@ impl Corpus {
         }
         let seq = count(&manifest, "seq_len", dir)?;
         let input = encoded(&manifest, seq, dir, self.is_corpus, &self.dir)?;
-        let path = dir.join("attention.npy");
-        let (found, maps) = read_npy_f32_file(&path).map_err(|e| damaged(format!("attention.npy: {e}")))?;
+        let reader = NpyReader::open(&dir.join("attention.npy")).map_err(|e| damaged(format!("attention.npy: {e}")))?;
         let said = [shape.layers, shape.heads, seq, seq];
-        if found != said {
-            return Err(damaged(format!("attention.npy has shape {found:?} but manifest.json says {said:?} (layers, heads, seq_len, seq_len)")));
+        if reader.shape != said {
+            return Err(damaged(format!("attention.npy has shape {:?} but manifest.json says {said:?} (layers, heads, seq_len, seq_len)", reader.shape)));
         }
-        check_patterns(&maps, shape.layers, shape.heads, seq).map_err(|fault| damaged(format!("attention.npy: {fault}; attnmap never writes such a map")))?;
-        Ok(Dumped { input, maps })
+        Ok(TextDump { input, reader, layer: 0, layers: shape.layers, heads: shape.heads, damaged: Box::new(damaged) })
     }
 }
 

@@ -34,8 +34,7 @@ pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
     let mut totals = Accumulator::new(layers, heads_per_layer);
     let bar = ui.progress_bar(texts.len() as u64, "texts");
     for (index, text) in texts.iter().enumerate() {
-        let (_, maps) = source.text_maps(index, text, args.probe.words)?;
-        totals.add(&maps.maps, &maps.positions, maps.causal);
+        source.text_layers(index, text, args.probe.words, |layer, maps, positions| totals.add_layer(layer, maps, positions, causal))?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -180,6 +179,46 @@ impl Source {
             Source::Model(_) => None,
             Source::Corpus(corpus) => Some(corpus.texts.iter().map(|t| (t.text.clone(), t.pair.clone())).collect()),
         }
+    }
+
+    /// Visit text `index`'s maps a layer at a time (`[heads, n, n]` over tokens or words),
+    /// so a corpus's text is never held whole: `text` is encoded and run through the model,
+    /// or the corpus's `index`-th dump is read layer by layer.
+    pub fn text_layers(&self, index: usize, text: &(String, Option<String>), by_words: bool, mut visit: impl FnMut(usize, &[f32], &Positions)) -> Result<()> {
+        let over = |input: &Encoded| {
+            let words = words::words(input);
+            let positions = if by_words { Positions::words(&words) } else { Positions::tokens(input) };
+            (words, positions)
+        };
+        match self {
+            Source::Model(session) => {
+                let input = encode(session, text)?;
+                let capture = Capture::run(session.loaded.model.as_ref(), &input, None, &[])?.capture;
+                let (words, positions) = over(&input);
+                for layer in 0..capture.layers {
+                    let maps = capture.layer(layer).ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+                    if by_words {
+                        visit(layer, &words::merge_maps(maps, input.len(), &words), &positions);
+                    } else {
+                        visit(layer, maps, &positions);
+                    }
+                }
+            }
+            Source::Corpus(corpus) => {
+                let mut dumped = corpus.open_text(index)?;
+                let (words, positions) = over(&dumped.input);
+                let mut layer = 0;
+                while let Some(maps) = dumped.next_layer()? {
+                    if by_words {
+                        visit(layer, &words::merge_maps(&maps, dumped.input.len(), &words), &positions);
+                    } else {
+                        visit(layer, &maps, &positions);
+                    }
+                    layer += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Text `index`'s input and maps: `text` encoded and run through the model, or the

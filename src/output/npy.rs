@@ -41,50 +41,72 @@ pub fn read_npy_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
 /// As [`read_npy_f32`], reading the file through a small buffer instead of whole: the
 /// values are the only copy held (a corpus's texts are read one after another this way).
 pub fn read_npy_f32_file(path: &std::path::Path) -> Result<(Vec<usize>, Vec<f32>), String> {
-    use std::io::Read;
-    // Checked before opening: opening a FIFO would wait for a writer.
-    if !std::fs::metadata(path).map_err(|e| e.to_string())?.is_file() {
-        return Err("not a regular file".into());
-    }
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut reader = std::io::BufReader::new(file);
-    let mut prefix = Vec::with_capacity(12);
-    reader.by_ref().take(12).read_to_end(&mut prefix).map_err(|e| e.to_string())?;
-    let (start, length) = header_extent(&prefix)?;
-    // The prefix may already hold the first bytes of the header (version 1 reads 2 past it).
-    let mut raw = prefix.split_off(start.min(prefix.len()));
-    let wanted = length.saturating_sub(raw.len());
-    if (start + length) as u64 > size {
-        return Err("truncated .npy header".into());
-    }
-    reader.by_ref().take(wanted as u64).read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let header_text = header_text(&prefix[6..8], &raw[..length])?;
-    let leftover = raw.split_off(length);
-    let (shape, little_endian, count) = check_f32_header(&header_text)?;
-    let data_len = size - (start + length) as u64;
-    if count.checked_mul(4).map(|n| n as u64) != Some(data_len) {
-        return Err(format!("the data has {data_len} bytes but shape {shape:?} of float32 needs {}", count.saturating_mul(4)));
-    }
+    let mut reader = NpyReader::open(path)?;
+    let count = reader.left;
     let mut values = Vec::with_capacity(count);
-    decode_f32(&leftover, little_endian, &mut values);
-    let mut buffer = vec![0u8; 1 << 16];
-    let mut carried = 0;
-    loop {
-        let read = reader.read(&mut buffer[carried..]).map_err(|e| e.to_string())?;
-        if read == 0 {
-            break;
+    reader.read(count, &mut values)?;
+    Ok((reader.shape, values))
+}
+
+/// A float32 `.npy` file read in pieces: the header (checked against the file's size) when
+/// opened, then the values in C order, as many at a time as asked (a layer of maps, say).
+pub struct NpyReader {
+    pub shape: Vec<usize>,
+    little_endian: bool,
+    /// Values not read yet.
+    left: usize,
+    reader: std::io::BufReader<std::fs::File>,
+}
+
+impl NpyReader {
+    pub fn open(path: &std::path::Path) -> Result<Self, String> {
+        use std::io::Read;
+        // Checked before opening: opening a FIFO would wait for a writer.
+        if !std::fs::metadata(path).map_err(|e| e.to_string())?.is_file() {
+            return Err("not a regular file".into());
         }
-        let filled = carried + read;
-        let whole = filled - filled % 4;
-        decode_f32(&buffer[..whole], little_endian, &mut values);
-        buffer.copy_within(whole..filled, 0);
-        carried = filled - whole;
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut reader = std::io::BufReader::new(file);
+        let mut prefix = Vec::with_capacity(12);
+        reader.by_ref().take(10).read_to_end(&mut prefix).map_err(|e| e.to_string())?;
+        if prefix.len() == 10 && matches!(prefix[6], 2 | 3) {
+            reader.by_ref().take(2).read_to_end(&mut prefix).map_err(|e| e.to_string())?;
+        }
+        let (start, length) = header_extent(&prefix)?;
+        if (start + length) as u64 > size {
+            return Err("truncated .npy header".into());
+        }
+        let mut raw = Vec::with_capacity(length);
+        reader.by_ref().take(length as u64).read_to_end(&mut raw).map_err(|e| e.to_string())?;
+        let (shape, little_endian, count) = check_f32_header(&header_text(&prefix[6..8], &raw)?)?;
+        let data_len = size - (start + length) as u64;
+        if count.checked_mul(4).map(|n| n as u64) != Some(data_len) {
+            return Err(format!("the data has {data_len} bytes but shape {shape:?} of float32 needs {}", count.saturating_mul(4)));
+        }
+        Ok(NpyReader { shape, little_endian, left: count, reader })
     }
-    if values.len() != count {
-        return Err(format!("the data ended after {} of {count} values (the file changed while it was read?)", values.len()));
+
+    /// Append the next `count` values to `values`.
+    pub fn read(&mut self, count: usize, values: &mut Vec<f32>) -> Result<(), String> {
+        use std::io::Read;
+        if count > self.left {
+            return Err(format!("asked for {count} values, {} are left", self.left));
+        }
+        values.reserve(count);
+        let mut buffer = vec![0u8; (count * 4).min(1 << 16)];
+        let mut wanted = count * 4;
+        while wanted > 0 {
+            let chunk = wanted.min(buffer.len());
+            self.reader
+                .read_exact(&mut buffer[..chunk])
+                .map_err(|e| format!("the data ended early ({e}; the file changed while it was read?)"))?;
+            decode_f32(&buffer[..chunk], self.little_endian, values);
+            wanted -= chunk;
+        }
+        self.left -= count;
+        Ok(())
     }
-    Ok((shape, values))
 }
 
 /// The dtype and order checks of a float32 array: its shape, byte order and value count.
