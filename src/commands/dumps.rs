@@ -56,14 +56,8 @@ pub struct Shape {
     pub causal: bool,
 }
 
-/// One text's maps read back: what a forward pass would have given.
-pub struct Dumped {
-    pub input: Encoded,
-    /// `[layers, heads, seq, seq]`.
-    pub maps: Vec<f32>,
-}
-
-/// One text of a corpus opened: its tokens, and its maps to be read a layer at a time.
+/// One text of a corpus opened: its tokens (what a forward pass would have been given), and
+/// its maps, to be read a layer at a time.
 pub struct TextDump {
     pub input: Encoded,
     reader: NpyReader,
@@ -133,16 +127,6 @@ impl Corpus {
     /// The model's short name, as reports name it.
     pub fn model_name(&self) -> String {
         super::short_name(&self.first.model).unwrap_or_else(|| self.first.model.clone())
-    }
-
-    /// Read text `index` (0-based in `texts`) whole: see [`Corpus::open_text`].
-    pub fn read(&self, index: usize) -> Result<Dumped> {
-        let mut text = self.open_text(index)?;
-        let mut maps = Vec::with_capacity(self.first.layers * self.first.heads * text.input.len() * text.input.len());
-        while let Some(layer) = text.next_layer()? {
-            maps.extend_from_slice(&layer);
-        }
-        Ok(Dumped { input: text.input, maps })
     }
 
     /// Open text `index` (0-based in `texts`): its tokens as the tokenizer gave them, checked

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::find::{builtin_rows, pair_candidates, results, threshold_count, Builtin, Problem, Rng};
+use crate::analysis::find::{pair_candidates, results, threshold_count, Builtin, Problem, Query, Rng};
 use crate::analysis::words::Word;
 use crate::capture::Capture;
 use crate::cli::{FindArgs, NullArg};
@@ -16,7 +16,7 @@ use crate::render::Colormap;
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
-use super::heads::{layers_by_heads, probe_texts, Source, TextMaps};
+use super::heads::{layers_by_heads, probe_texts, OpenText, Source};
 use super::Session;
 
 /// How many texts `--repeat-random` makes.
@@ -103,33 +103,30 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
     let bar = ui.progress_bar(probes.len() as u64, "texts");
     let by_words = args.probe.words && matches!(relation, Relation::Builtin(_));
     for (index, probe) in probes.iter().enumerate() {
-        let (input, maps) = match (&probe.encoded, &source) {
-            (Some(encoded), Source::Model(session)) => {
-                let capture = Capture::run(session.loaded.model.as_ref(), encoded, None, &[])?.capture;
-                (encoded.clone(), TextMaps::from_capture(&capture, by_words)?)
-            }
-            _ => source.text_maps(index, &(probe.text.clone(), probe.pair.clone()), by_words)?,
+        let mut text = match (&probe.encoded, &source) {
+            (Some(encoded), Source::Model(session)) => OpenText::run(session, encoded.clone(), by_words)?,
+            _ => source.open_text(index, &(probe.text.clone(), probe.pair.clone()), by_words)?,
         };
-        let n = maps.positions.len();
-        let mut relations = Vec::new();
-        match (&relation, &probe.pairs) {
-            (Relation::Builtin(builtin), _) => {
-                for (query, targets) in builtin_rows(&maps.positions, maps.causal, *builtin) {
-                    relations.push((vec![query], targets));
-                }
-                problem.add_builtin(&maps.maps, &maps.positions, maps.causal, *builtin);
-            }
-            (Relation::Pairs(path), Some((line, pairs))) => {
-                for spec in pairs {
-                    let (from, candidates) = resolve_pair(path, *line, spec, &input, &maps.words, maps.causal)?;
-                    problem.add_pair(&maps.maps, n, &from, &candidates, 0);
-                    relations.push((from, candidates[0].clone()));
-                }
-            }
-            (Relation::Pairs(_), None) => {}
-        }
+        // The queries need only the tokens; their weights are then read a layer at a time.
+        let queries = match (&relation, &probe.pairs) {
+            (Relation::Builtin(builtin), _) => Query::builtin(&text.positions, causal, *builtin),
+            (Relation::Pairs(path), Some((line, pairs))) => pairs
+                .iter()
+                .map(|spec| {
+                    let (from, candidates) = resolve_pair(path, *line, spec, &text.input, &text.words, causal)?;
+                    Ok(Query { from, pool: candidates, targets: vec![0] })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            (Relation::Pairs(_), None) => Vec::new(),
+        };
         if args.null == NullArg::Shuffle {
-            token_relations.push((input, relations));
+            let relations = queries.iter().map(|q| (q.from.clone(), q.targets.iter().flat_map(|&t| q.pool[t].clone()).collect())).collect();
+            token_relations.push((text.input.clone(), relations));
+        }
+        problem.start_text(queries);
+        let n = text.positions.len();
+        while let Some((layer, maps)) = text.next_layer()? {
+            problem.add_layer(&maps, layer * heads_per_layer, n);
         }
         bar.inc(1);
     }

@@ -15,7 +15,7 @@ use crate::render::{self, heads_report, CellMark, Colormap, HeatmapOptions, Scal
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
-use super::dumps::Corpus;
+use super::dumps::{Corpus, TextDump};
 use super::{encode, model_name, open_model, read_input, read_probe_file, Session};
 
 pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
@@ -34,7 +34,10 @@ pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
     let mut totals = Accumulator::new(layers, heads_per_layer);
     let bar = ui.progress_bar(texts.len() as u64, "texts");
     for (index, text) in texts.iter().enumerate() {
-        source.text_layers(index, text, args.probe.words, |layer, maps, positions| totals.add_layer(layer, maps, positions, causal))?;
+        let mut open = source.open_text(index, text, args.probe.words)?;
+        while let Some((layer, maps)) = open.next_layer()? {
+            totals.add_layer(layer, &maps, &open.positions, causal);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -181,92 +184,70 @@ impl Source {
         }
     }
 
-    /// Visit text `index`'s maps a layer at a time (`[heads, n, n]` over tokens or words),
-    /// so a corpus's text is never held whole: `text` is encoded and run through the model,
-    /// or the corpus's `index`-th dump is read layer by layer.
-    pub fn text_layers(&self, index: usize, text: &(String, Option<String>), by_words: bool, mut visit: impl FnMut(usize, &[f32], &Positions)) -> Result<()> {
-        let over = |input: &Encoded| {
-            let words = words::words(input);
-            let positions = if by_words { Positions::words(&words) } else { Positions::tokens(input) };
-            (words, positions)
-        };
+    /// Open text `index`: `text` encoded and run through the model, or the corpus's
+    /// `index`-th dump, whose maps are then read a layer at a time.
+    pub fn open_text(&self, index: usize, text: &(String, Option<String>), by_words: bool) -> Result<OpenText> {
         match self {
-            Source::Model(session) => {
-                let input = encode(session, text)?;
-                let capture = Capture::run(session.loaded.model.as_ref(), &input, None, &[])?.capture;
-                let (words, positions) = over(&input);
-                for layer in 0..capture.layers {
-                    let maps = capture.layer(layer).ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
-                    if by_words {
-                        visit(layer, &words::merge_maps(maps, input.len(), &words), &positions);
-                    } else {
-                        visit(layer, maps, &positions);
-                    }
-                }
-            }
+            Source::Model(session) => OpenText::run(session, encode(session, text)?, by_words),
             Source::Corpus(corpus) => {
-                let mut dumped = corpus.open_text(index)?;
-                let (words, positions) = over(&dumped.input);
-                let mut layer = 0;
-                while let Some(maps) = dumped.next_layer()? {
-                    if by_words {
-                        visit(layer, &words::merge_maps(&maps, dumped.input.len(), &words), &positions);
-                    } else {
-                        visit(layer, &maps, &positions);
-                    }
-                    layer += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Text `index`'s input and maps: `text` encoded and run through the model, or the
-    /// corpus's `index`-th dump read back.
-    pub fn text_maps(&self, index: usize, text: &(String, Option<String>), by_words: bool) -> Result<(Encoded, TextMaps)> {
-        match self {
-            Source::Model(session) => {
-                let input = encode(session, text)?;
-                let maps = TextMaps::run(session, &input, by_words)?;
-                Ok((input, maps))
-            }
-            Source::Corpus(corpus) => {
-                let dumped = corpus.read(index)?;
-                let maps = TextMaps::from_maps(dumped.maps, &dumped.input, corpus.first.causal, by_words);
-                Ok((dumped.input, maps))
+                let dumped = corpus.open_text(index)?;
+                let input = dumped.input.clone();
+                Ok(OpenText::new(input, Layers::Dump(dumped), by_words))
             }
         }
     }
 }
 
-/// One text's maps, `[layers * heads, n, n]`, over tokens or words.
-pub(super) struct TextMaps {
-    pub maps: Vec<f32>,
-    pub positions: Positions,
-    pub causal: bool,
-    /// The words of the input (also at token level: `find --pairs` names words).
+/// Where an open text's layers come from.
+enum Layers {
+    Captured(Capture),
+    Dump(TextDump),
+}
+
+/// One text with its positions (tokens or words) known and its maps to come, a layer at a
+/// time: a corpus's text is never held whole.
+pub(super) struct OpenText {
+    pub input: Encoded,
     pub words: Vec<words::Word>,
+    pub positions: Positions,
+    by_words: bool,
+    layers: Layers,
+    next: usize,
 }
 
-impl TextMaps {
-    pub fn run(session: &Session, input: &Encoded, by_words: bool) -> Result<Self> {
-        let capture = Capture::run(session.loaded.model.as_ref(), input, None, &[])?.capture;
-        Self::from_capture(&capture, by_words)
+impl OpenText {
+    /// Run the model on `input`.
+    pub fn run(session: &Session, input: Encoded, by_words: bool) -> Result<Self> {
+        let capture = Capture::run(session.loaded.model.as_ref(), &input, None, &[])?.capture;
+        Ok(Self::new(input, Layers::Captured(capture), by_words))
     }
 
-    pub fn from_capture(capture: &Capture, by_words: bool) -> Result<Self> {
-        let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
-        Ok(Self::from_maps(dense, &capture.input, capture.causal, by_words))
+    fn new(input: Encoded, layers: Layers, by_words: bool) -> Self {
+        let words = words::words(&input);
+        let positions = if by_words { Positions::words(&words) } else { Positions::tokens(&input) };
+        OpenText { input, words, positions, by_words, layers, next: 0 }
     }
 
-    /// From `[layers, heads, seq, seq]` maps over `input`'s tokens (a capture's, or a dump's).
-    pub fn from_maps(dense: Vec<f32>, input: &Encoded, causal: bool, by_words: bool) -> Self {
-        let words = words::words(input);
-        let (maps, positions) = if by_words {
-            (words::merge_maps(&dense, input.len(), &words), Positions::words(&words))
-        } else {
-            (dense, Positions::tokens(input))
+    /// The next layer and its maps, `[heads, n, n]` over tokens or words; `None` after the last.
+    pub fn next_layer(&mut self) -> Result<Option<(usize, Vec<f32>)>> {
+        let layer = self.next;
+        let maps = match &mut self.layers {
+            Layers::Captured(capture) if layer < capture.layers => {
+                let maps = capture.layer(layer).ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+                if self.by_words {
+                    words::merge_maps(maps, self.input.len(), &self.words)
+                } else {
+                    maps.to_vec()
+                }
+            }
+            Layers::Captured(_) => return Ok(None),
+            Layers::Dump(dump) => match dump.next_layer()? {
+                Some(maps) if self.by_words => words::merge_maps(&maps, self.input.len(), &self.words),
+                Some(maps) => maps,
+                None => return Ok(None),
+            },
         };
-        TextMaps { maps, positions, causal, words }
+        self.next += 1;
+        Ok(Some((layer, maps)))
     }
 }
