@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::dump::{check_input, hash_weights, hooks_of, requested_views, weight_files, write_dump};
-use super::dumps::INDEX;
 use super::{encode, open_model, read_probe_file};
 use crate::capture::Capture;
 use crate::cli::DumpArgs;
 use crate::error::{Error, Result};
 use crate::output::{check_target_dir, with_lock, write_file};
 use crate::ui::Ui;
+
+use super::read_dumps::INDEX;
 
 /// `--shard K/N`: this run takes the texts whose 0-based position p has p % N == K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,11 +12,12 @@ use crate::capture::Capture;
 use crate::cli::{AggregateArg, DiffArgs, InputArgs, MetricArg, ModelArgs, ScaleArg};
 use crate::error::{Error, Result};
 use crate::ui::Ui;
-use crate::output::{check_target_dir, read_npy_f32, read_npy_f32_file, write_file, write_stdout, StagedDir};
+use crate::output::npy::read_npy_f32_file;
+use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, StagedDir};
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 
 use super::dump::LAYOUT_VERSION;
-use super::dumps::{Corpus, INDEX};
+use super::read_dumps::{Corpus, INDEX};
 use super::views::view_of;
 use super::{check_picture_flags, open_model, read_input, read_probe_file, Session};
 

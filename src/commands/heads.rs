@@ -15,7 +15,7 @@ use crate::render::{self, heads_report, CellMark, Colormap, HeatmapOptions, Scal
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
-use super::dumps::{Corpus, TextDump};
+use super::read_dumps::{Corpus, TextDump};
 use super::{encode, model_name, open_model, read_input, read_probe_file, Session};
 
 pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {

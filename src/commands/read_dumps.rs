@@ -16,7 +16,8 @@ use serde_json::Value;
 
 use crate::analysis::patterns::{check_patterns, PatternFault};
 use crate::error::{Error, Result};
-use crate::output::{read_regular_file, NpyReader};
+use crate::output::npy::NpyReader;
+use crate::output::read_regular_file;
 use crate::tokenize::Encoded;
 
 use super::dump::LAYOUT_VERSION;
