@@ -231,6 +231,18 @@ fn heads_and_find_on_a_corpus_equal_the_model_run() {
             assert_eq!(stdout_of(&from_corpus), expected, "find {pattern} on {}", corpus.display());
         }
     }
+    // A decoder (causal maps, a BOS token or none, byte-level words).
+    let decoder = crate::helpers::fixtures().join("tiny-gpt2");
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(&plain, "the cat sat on the mat\nA dog, barked loudly!\nthe the the\n").unwrap();
+    let corpus = corpus_of(dir.path(), &plain, &decoder, "decoder", true);
+    for args in [&["heads", "--words", "--json"][..], &["find", "previous-token", "--json", "--trials", "200"][..]] {
+        let mut from_model = args.to_vec();
+        from_model.extend(["--texts", plain.to_str().unwrap(), "--model", decoder.to_str().unwrap()]);
+        let mut from_corpus = args.to_vec();
+        from_corpus.extend(["--corpus", corpus.to_str().unwrap()]);
+        assert_eq!(stdout_of(&from_corpus), stdout_of(&from_model), "{args:?} on a decoder");
+    }
     // A single dump folder is a corpus of one text.
     let one = dir.path().join("one");
     stdout_of(&["dump", "the cat sat on the mat", "--out", one.to_str().unwrap(), "--model", model_arg, "-q"]);
