@@ -281,6 +281,12 @@ pub struct DumpArgs {
     #[arg(long)]
     pub svg: bool,
 
+    /// Write no picture per map (heads/*.png and the views' pictures): the arrays, grid.png,
+    /// view.html and the manifest only. Drawing and PNG-encoding every head is most of a big
+    /// model's dump time (9,216 heads of a 96 x 96 model); draw the few you need with `show`.
+    #[arg(long, conflicts_with = "svg")]
+    pub no_pictures: bool,
+
     /// A corpus: one dump per text of FILE (lines, or JSON lines {"text": ..., "pair": ...}) in
     /// DIR/00001/, DIR/00002/, ... plus DIR/index.jsonl. A rerun resumes: complete dumps are kept.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "file"])]

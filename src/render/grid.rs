@@ -181,27 +181,27 @@ impl GridPng {
 }
 
 /// A grid SVG built one tile at a time, tiles added in `[layer, head]` order.
-pub struct GridSvg<'a> {
+pub struct GridSvg {
     plan: GridPlan,
     text: Text,
     svg: Svg,
-    labels: &'a [String],
+    labels: Vec<String>,
 }
 
-impl<'a> GridSvg<'a> {
+impl GridSvg {
     /// An empty grid, its header drawn; see [`GridPng`] for the scales it accepts.
-    pub fn new(layers: usize, heads: usize, seq: usize, opts: &GridOptions<'a>) -> Result<GridSvg<'a>, RenderError> {
+    pub fn new(layers: usize, heads: usize, seq: usize, opts: &GridOptions) -> Result<GridSvg, RenderError> {
         GridSvg::with_scale(layers, heads, seq, opts, streamed_scale(opts)?)
     }
 
-    fn with_scale(layers: usize, heads: usize, seq: usize, opts: &GridOptions<'a>, shared_scale: Option<Scale>) -> Result<GridSvg<'a>, RenderError> {
+    fn with_scale(layers: usize, heads: usize, seq: usize, opts: &GridOptions, shared_scale: Option<Scale>) -> Result<GridSvg, RenderError> {
         let (mut text, plan) = plan(layers, heads, seq, opts, shared_scale)?;
         let mut svg = Svg::new(plan.width, plan.height, &plan.title);
         if layers.saturating_mul(heads).saturating_mul(seq).saturating_mul(seq) > MAX_RECT_CELLS {
             svg.force_images();
         }
         draw_header(&mut svg, &mut text, &plan.title, plan.subtitle.as_deref());
-        Ok(GridSvg { plan, text, svg, labels: opts.labels })
+        Ok(GridSvg { plan, text, svg, labels: opts.labels.to_vec() })
     }
 
     /// Draw the next head's tile (the SVG's elements follow the order tiles are added in).
@@ -218,7 +218,7 @@ impl<'a> GridSvg<'a> {
         let scale = plan.shared_scale.unwrap_or_else(|| visible_scale(std::iter::once(values), seq, plan.mask, plan.diverging));
         let matrix = Matrix { values, rows: plan.axis, cols: plan.axis, mask: plan.mask };
         let prefix = format!("layer {layer}, head {head}");
-        let names = CellNames { prefix: &prefix, rows: self.labels, cols: self.labels };
+        let names = CellNames { prefix: &prefix, rows: &self.labels, cols: &self.labels };
         self.svg.matrix(x, y, &matrix, plan.colormap, scale, Some(names));
         self.svg.frame_around(i64::from(x), i64::from(y), i64::from(plan.tile), i64::from(plan.tile), RULE);
         Ok(())
