@@ -242,6 +242,10 @@ maps/attention.npy is float32 [layers, heads, query, key]; maps/manifest.json na
 --views adds norm.npy [layers, heads, query, key], rollout.npy and flow.npy [layers, query, key]
 with their pictures; --words adds the same arrays over words under maps/words/.
 
+Big models: a dump holds one layer of maps at a time, so its limit is the disk (checked before
+any work); --no-pictures skips the per-head PNGs, most of the time of a many-head dump:
+  attnmap dump --file long.txt --model big-model/ --out maps/ --no-pictures
+
 Many texts (a corpus, resumable, shardable across machines):
   attnmap dump --texts probes.txt --out corpus/                 (corpus/00001/, ..., index.jsonl)
   attnmap dump --texts probes.txt --out corpus/ --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT";
