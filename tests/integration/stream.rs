@@ -176,3 +176,60 @@ fn a_dump_holds_one_layer_at_a_time() {
     let grown = peaks[1].saturating_sub(peaks[0]);
     assert!(grown < 3 * layer_bytes, "16 layers peaked {} MiB above 4 layers ({} and {} MiB); one layer is {} MiB", grown >> 20, peaks[0] >> 20, peaks[1] >> 20, layer_bytes >> 20);
 }
+
+/// The streamed arrays are the whole-array computation's, bit for bit: weights, norm,
+/// rollout and flow (`view_all` over a capture holding every layer), and their word merges,
+/// on a decoder (causal maps) with --scale fixed (norm's pictures wait for the last layer).
+#[test]
+fn streamed_arrays_equal_the_whole_capture_bit_for_bit() {
+    use attnmap::analysis::views::{view_all, View};
+    use attnmap::hooks::HookKind;
+    let model_dir = crate::helpers::fixtures().join("tiny-gpt2");
+    let text = "hello world this is a test of streaming";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dump");
+    let output = attnmap(&["dump", text, "--model", model_dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--views", "all", "--words", "--scale", "fixed"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let loaded = crate::helpers::loaded(&model_dir);
+    let input = loaded.tokenizer.encode(text, None).unwrap();
+    let capture = attnmap::Capture::run(loaded.model.as_ref(), &input, None, &[HookKind::ValueNorm]).unwrap().capture;
+    let words = attnmap::analysis::words::words(&input);
+    let read = |file: &str| attnmap::output::read_npy_f32(&std::fs::read(out.join(file)).unwrap()).unwrap().1;
+    for (view, file) in [(View::Weights, "attention.npy"), (View::Norm, "norm.npy"), (View::Rollout, "rollout.npy"), (View::Flow, "flow.npy")] {
+        let whole = view_all(&capture, view).unwrap();
+        assert!(read(file) == whole, "{file} differs from the whole capture's");
+        let merged = attnmap::analysis::words::merge_maps(&whole, capture.seq, &words);
+        assert!(read(&format!("words/{file}")) == merged, "words/{file} differs");
+    }
+    // Every per-map picture is there (norm's drawn after the last layer, on one range).
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        assert!(out.join(file.as_str().unwrap()).is_file(), "{file} listed but missing");
+    }
+    assert!(out.join("norm/L01_H01.png").is_file() && out.join("view.html").is_file());
+}
+
+/// --no-pictures: the same arrays, grid.png and page, no per-map picture, and a manifest that
+/// says so (pictures null, no picture listed).
+#[test]
+fn no_pictures_keeps_the_arrays_the_grid_and_the_page() {
+    let model = tiny_bert_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (full, bare) = (dir.path().join("full"), dir.path().join("bare"));
+    for (out, extra) in [(&full, None), (&bare, Some("--no-pictures"))] {
+        let mut args = vec!["dump", "the cat sat on the mat", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--views", "norm,rollout"];
+        args.extend(extra);
+        let output = attnmap(&args, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    for file in ["attention.npy", "norm.npy", "rollout.npy", "grid.png", "view.html"] {
+        assert!(std::fs::read(full.join(file)).unwrap() == std::fs::read(bare.join(file)).unwrap(), "{file} differs");
+    }
+    assert!(!bare.join("heads").exists() && !bare.join("norm").exists() && !bare.join("rollout").exists());
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(bare.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["views"]["weights"]["pictures"].is_null() && manifest["views"]["norm"]["pictures"].is_null());
+    let files: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(files, ["attention.npy", "grid.png", "norm.npy", "rollout.npy", "manifest.json", "view.html"]);
+    let refused = attnmap(&["dump", "the cat", "--model", model.to_str().unwrap(), "--out", dir.path().join("x").to_str().unwrap(), "--no-pictures", "--svg"], &[]);
+    assert_eq!(refused.status.code(), Some(2));
+}
