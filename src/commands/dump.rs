@@ -148,14 +148,18 @@ fn free_bytes(path: &Path) -> Option<u64> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
         return None;
     }
+    // A file system with no size (proc, sysfs, some FUSE ones) says nothing about space.
+    if stats.f_blocks == 0 {
+        return None;
+    }
     Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
 }
 
 fn human_bytes(bytes: u64) -> String {
     match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
-        b => format!("{:.1} KB", b as f64 / 1024.0),
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{:.1} KiB", b as f64 / 1024.0),
     }
 }
 

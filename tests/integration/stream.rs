@@ -20,15 +20,15 @@ fn folder_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The size a refusal names, in bytes ("needs about 12.3 MB").
+/// The size a refusal names, in bytes ("needs about 12.3 MiB").
 fn needed_bytes(err: &str) -> f64 {
     let rest = err.split("needs about ").nth(1).unwrap_or_else(|| panic!("no size in {err}"));
     let mut words = rest.split_whitespace();
     let number: f64 = words.next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no number in {err}"));
     let unit = match words.next() {
-        Some("GB") => (1u64 << 30) as f64,
-        Some("MB") => (1u64 << 20) as f64,
-        Some("KB") => 1024.0,
+        Some("GiB") => (1u64 << 30) as f64,
+        Some("MiB") => (1u64 << 20) as f64,
+        Some("KiB") => 1024.0,
         other => panic!("unit {other:?} in {err}"),
     };
     number * unit
@@ -43,7 +43,7 @@ fn a_dump_needing_more_than_the_free_space_writes_nothing() {
     let model = tiny_bert_dir();
     // ATTNMAP_FREE_BYTES stands in for statvfs's answer (no test can fill a disk).
     let output = attnmap(&["dump", "the cat sat on the mat", "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap()], &[("ATTNMAP_FREE_BYTES", "1000")]);
-    assert_clean_failure(&output, "has 1.0 KB free");
+    assert_clean_failure(&output, "has 1.0 KiB free");
     assert!(stderr(&output).contains(dir.path().to_str().unwrap()), "the refusal names where: {}", stderr(&output));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be written");
     // With room, the same dump is written.
