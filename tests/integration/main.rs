@@ -18,6 +18,7 @@ mod scale;
 mod scale_model;
 mod source;
 mod speed;
+mod stream;
 mod terminal;
 mod viewers;
 mod views;
