@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
-use crate::helpers::{assert_clean_failure, attnmap, minilm_dir, stderr, tiny_bert_dir};
+use crate::helpers::{assert_clean_failure, attnmap, minilm_dir, peak_rss, stderr, tiny_bert_dir};
 
 /// Bytes of every file under `dir`.
 fn folder_bytes(dir: &Path) -> u64 {
@@ -131,26 +131,6 @@ fn many_heads_bert(dir: &Path, layers: usize) -> PathBuf {
     tokenizer_config["model_max_length"] = positions.into();
     std::fs::write(model.join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
     model
-}
-
-/// Run attnmap and return its own peak RSS in bytes (wait4's rusage is this child's alone,
-/// unlike RUSAGE_CHILDREN, which other tests' children running meanwhile would spoil).
-fn peak_rss(args: &[&str]) -> u64 {
-    let stderr_file = tempfile::NamedTempFile::new().unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_attnmap"))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr_file.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the child is ours and not yet waited for; status and usage are filled by the call.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t);
-    let err = std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "attnmap {args:?} failed: {err}");
-    usage.ru_maxrss as u64 * 1024
 }
 
 /// A dump holds one layer of maps at a time: 16 layers peak within a few layers' maps of 4
