@@ -138,12 +138,44 @@ pub fn attnmap_command(args: &[&str]) -> Command {
     command
 }
 
-/// Run the attnmap binary, assert it succeeded, and return its own peak RSS in bytes:
-/// wait4 reports this child's alone, where getrusage(RUSAGE_CHILDREN) would mix in the
-/// children other tests run meanwhile.
+/// Run the attnmap binary, assert it succeeded, and return its own peak RSS in bytes.
+///
+/// wait4 reports one child's ru_maxrss, but Linux carries into it the high-water RSS of
+/// the memory the child ran in before exec (fs/exec.c: exec_mmap), which for a child
+/// spawned from this test process is this process's own peak (posix_spawn shares it), or
+/// its current RSS (fork copies it): hundreds of MiB while other tests run beside it, as
+/// much as a dump. So the binary is spawned from a fresh, small process, this test
+/// binary re-run with only [`peak_rss_probe`], which reports the child's peak; what it
+/// adds is its own few MiB.
 pub fn peak_rss(args: &[&str]) -> u64 {
+    let probe = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helpers::peak_rss_probe", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(RSS_PROBE_ARGS, serde_json::to_string(args).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&probe.stdout);
+    // The harness may print it after "test helpers::peak_rss_probe ... " on the same line.
+    let peak = stdout.split("peak_rss_bytes=").nth(1).and_then(|rest| rest.split_whitespace().next());
+    match (probe.status.success(), peak) {
+        (true, Some(peak)) => peak.trim().parse().unwrap(),
+        _ => panic!("measuring attnmap {args:?} failed: {stdout}{}", String::from_utf8_lossy(&probe.stderr)),
+    }
+}
+
+/// The arguments [`peak_rss_probe`] runs attnmap with, as a JSON list.
+const RSS_PROBE_ARGS: &str = "ATTNMAP_TEST_RSS_PROBE_ARGS";
+
+/// Not a test: the fresh process [`peak_rss`] measures through. Runs attnmap with the
+/// arguments in ATTNMAP_TEST_RSS_PROBE_ARGS, asserts it succeeded and prints its peak RSS
+/// (wait4 is this child's alone, unlike RUSAGE_CHILDREN). Without the variable it does nothing.
+#[test]
+#[ignore = "run by helpers::peak_rss"]
+fn peak_rss_probe() {
+    let Ok(args) = std::env::var(RSS_PROBE_ARGS) else { return };
+    let args: Vec<String> = serde_json::from_str(&args).unwrap();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let stderr_file = tempfile::NamedTempFile::new().unwrap();
-    let child = attnmap_command(args).stdout(std::process::Stdio::null()).stderr(stderr_file.reopen().unwrap()).spawn().unwrap();
+    let child = attnmap_command(&args).stdout(std::process::Stdio::null()).stderr(stderr_file.reopen().unwrap()).spawn().unwrap();
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: the child is ours and not yet waited for; status and usage are filled by the call.
@@ -152,7 +184,7 @@ pub fn peak_rss(args: &[&str]) -> u64 {
     let err = std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "attnmap {args:?} failed: {err}");
     // ru_maxrss is in KiB on Linux, in bytes on macOS.
-    usage.ru_maxrss as u64 * if cfg!(target_os = "macos") { 1 } else { 1024 }
+    println!("peak_rss_bytes={}", usage.ru_maxrss as u64 * if cfg!(target_os = "macos") { 1 } else { 1024 });
 }
 
 pub fn stderr(output: &Output) -> String {
