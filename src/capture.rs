@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::hooks::{ActivationCache, HookFilter, HookKind, HookPoint};
+use crate::hooks::{ActivationCache, HookFilter, HookKind, HookPoint, HookSink};
 use crate::model::{ArchInfo, AttentionModel};
 use crate::tokenize::Encoded;
 
@@ -71,11 +71,12 @@ impl Capture {
         let mut kinds = vec![HookKind::Pattern];
         kinds.extend(extra.iter().copied().filter(|k| *k != HookKind::Pattern));
         let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() }).with_pattern_heads(kept_heads.clone());
-        let hidden = model.forward(input, &mut cache)?;
+        let mut sink = KeepPatterns { cache: &mut cache, maps: vec![None; info.layers] };
+        let hidden = model.forward(input, &mut sink)?;
+        let mut layer_maps = sink.maps;
         let seq = input.len();
-        let mut layer_maps = vec![None; info.layers];
         for (layer, slot) in layer_maps.iter_mut().enumerate() {
-            // Moved out of the cache, so a long input's maps are not held twice once copied.
+            // A pattern recorded as a tensor is moved out of the cache, so it is not held twice once copied.
             if let Some(pattern) = cache.take(HookPoint::new(layer, HookKind::Pattern)) {
                 *slot = Some(pattern.flatten_all()?.to_vec1::<f32>()?);
             }
@@ -182,6 +183,39 @@ pub fn check_layer(info: &ArchInfo, layer: usize) -> Result<()> {
         return Err(Error::LayerOutOfRange { layer, count: info.layers });
     }
     Ok(())
+}
+
+/// The sink [`Capture::run_heads`] gives the model: the cache, except that patterns handed
+/// over as plain numbers ([`HookSink::record_pattern`]) are kept as they are, not copied out
+/// of a tensor (at 512 tokens that copy was a tenth of the forward pass).
+struct KeepPatterns<'c> {
+    cache: &'c mut ActivationCache,
+    maps: Vec<Option<Vec<f32>>>,
+}
+
+impl HookSink for KeepPatterns<'_> {
+    fn wants(&self, point: HookPoint) -> bool {
+        self.cache.wants(point)
+    }
+
+    fn record(&mut self, point: HookPoint, value: &Tensor) -> Result<()> {
+        self.cache.record(point, value)
+    }
+
+    fn last_layer(&self) -> Option<usize> {
+        self.cache.last_layer()
+    }
+
+    fn pattern_heads(&self, layer: usize) -> Option<Vec<usize>> {
+        self.cache.pattern_heads(layer)
+    }
+
+    fn record_pattern(&mut self, layer: usize, values: Vec<f32>, _shape: (usize, usize, usize)) -> Result<()> {
+        if let Some(slot) = self.maps.get_mut(layer).filter(|_| self.cache.wants(HookPoint::new(layer, HookKind::Pattern))) {
+            *slot = Some(values);
+        }
+        Ok(())
+    }
 }
 
 /// `head` must name a query head of the model.

@@ -18,6 +18,7 @@
 //! sqrt 2))` (activations.py, what BERT's "gelu" means).
 
 use candle_core::{CpuStorage, Device, Layout, Shape, Tensor};
+use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -53,21 +54,164 @@ pub fn masked_softmax(scores: &Tensor, scale: f64, mask: Mask, first_query: usiz
     let (heads, rows, keys) = scores.dims3()?;
     let scores = scores.contiguous()?;
     let (storage, layout) = scores.storage_and_layout();
-    let input = f32_slice(&storage, layout)?;
-    let mut out = vec![0f32; heads * rows * keys];
+    let mut out = f32_slice(&storage, layout)?.to_vec();
+    drop(storage);
     // transformers multiplies the f32 scores by the Python float `scaling`, which PyTorch rounds to f32.
     let scale = scale as f32;
-    out.par_chunks_mut(keys).zip(input.par_chunks(keys)).enumerate().with_min_len(chunk_rows(keys)).for_each(|(index, (out, row))| {
-        let query = first_query + index % rows;
-        let visible = mask.visible(query, keys);
-        if visible.is_empty() {
-            out.fill(f32::NAN);
-            return;
-        }
-        softmax_row(&row[visible.clone()], scale, &mut out[visible]);
-    });
-    drop(storage);
+    out.par_chunks_mut(keys).enumerate().with_min_len(chunk_rows(keys)).for_each(|(index, row)| softmax_in_place(row, scale, mask, first_query + index % rows));
     Ok(Tensor::from_vec(out, (heads, rows, keys), &Device::Cpu)?)
+}
+
+/// One row of [`masked_softmax`], in place: `row` holds query `query`'s raw scores.
+fn softmax_in_place(row: &mut [f32], scale: f32, mask: Mask, query: usize) {
+    let visible = mask.visible(query, row.len());
+    if visible.is_empty() {
+        row.fill(f32::NAN);
+        return;
+    }
+    row[..visible.start].fill(0.0);
+    row[visible.end..].fill(0.0);
+    softmax_row(&mut row[visible], scale);
+}
+
+/// Query rows per attention task: a fixed count (not one derived from the thread count),
+/// so every row is computed by the same calls whatever the pool size; 64 rows of 512 keys
+/// (128 KiB of scores) stay in L2 between the score product, the softmax and P V.
+const ATTENTION_ROWS: usize = 64;
+
+/// Attention of the queries `first_query..first_query + rows` of `q` (`[heads, seq, d]`)
+/// over every key: writes softmax(q k^T * scale + mask) into `pattern` (`[heads, rows,
+/// keys]`) and P v into those queries' rows of `z` (`[seq, heads, d]`, the merged layout
+/// the output projection reads). `k_t` is the keys transposed, `[kv_heads, d, keys]`, and
+/// `v` is `[kv_heads, keys, d]`; query head h reads KV head h / (heads / kv_heads), as
+/// transformers' repeat_kv.
+///
+/// Strided views (a head split, a transpose) are read in place: gemm is given the strides
+/// instead of a contiguous copy. Only `k_t` should be contiguous: gemm then takes the same
+/// path for one query row as for many, so blocks of any size give the same bits. The work
+/// is split into (head, 64 query rows) tasks across rayon's threads; each task's scores are
+/// normalised and multiplied by V while they are still in cache. Each task is a fixed set of
+/// single-threaded gemm calls, so the result does not depend on the number of threads.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_block(q: &Tensor, k_t: &Tensor, v: &Tensor, scale: f64, mask: Mask, first_query: usize, rows: usize, pattern: &mut [f32], z: &mut [f32]) -> Result<()> {
+    let (heads, seq, d) = q.dims3()?;
+    let (kv_heads, keys, _) = v.dims3()?;
+    if k_t.dims3()? != (kv_heads, d, keys) || v.dim(2)? != d || kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(candle_core::Error::Msg(format!("attention shapes do not fit: q {:?}, k^T {:?}, v {:?}", q.dims(), k_t.dims(), v.dims())).into());
+    }
+    if first_query + rows > seq || pattern.len() != heads * rows * keys || z.len() != seq * heads * d {
+        return Err(candle_core::Error::Msg("attention buffers do not fit the block".into()).into());
+    }
+    if heads * rows * keys * d == 0 {
+        return Ok(());
+    }
+    let group = heads / kv_heads;
+    let scale = scale as f32;
+    let (q_storage, q_layout) = q.storage_and_layout();
+    let (k_storage, k_layout) = k_t.storage_and_layout();
+    let (v_storage, v_layout) = v.storage_and_layout();
+    let (q, k, v) = (Strided::new(&q_storage, q_layout)?, Strided::new(&k_storage, k_layout)?, Strided::new(&v_storage, v_layout)?);
+    let (scores_out, z_out) = (Out(pattern.as_mut_ptr()), Out(z.as_mut_ptr()));
+    let tasks: Vec<(usize, usize)> = (0..heads).flat_map(|head| (0..rows).step_by(ATTENTION_ROWS).map(move |row| (head, row))).collect();
+    tasks.into_par_iter().for_each(|(head, row)| {
+        let n = ATTENTION_ROWS.min(rows - row);
+        let kv = head / group;
+        // SAFETY: the views' offsets stay inside their storage (the layouts describe tensors of
+        // these dims), and each task writes only its own rows of `pattern` ([head, row..row + n, ..])
+        // and of `z` ([first_query + row.., head, ..]), which no other task touches.
+        unsafe {
+            let scores = scores_out.at((head * rows + row) * keys);
+            gemm(
+                n,
+                keys,
+                d,
+                scores,
+                1,
+                keys as isize,
+                false,
+                q.at(head, first_query + row),
+                q.strides[2] as isize,
+                q.strides[1] as isize,
+                k.at(kv, 0),
+                k.strides[2] as isize,
+                k.strides[1] as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+            let block = std::slice::from_raw_parts_mut(scores, n * keys);
+            for (offset, scores) in block.chunks_exact_mut(keys).enumerate() {
+                softmax_in_place(scores, scale, mask, first_query + row + offset);
+            }
+            gemm(
+                n,
+                d,
+                keys,
+                z_out.at((first_query + row) * heads * d + head * d),
+                1,
+                (heads * d) as isize,
+                false,
+                scores,
+                1,
+                keys as isize,
+                v.at(kv, 0),
+                v.strides[2] as isize,
+                v.strides[1] as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+    });
+    Ok(())
+}
+
+/// A `[a, b, c]` f32 tensor's numbers read where they lie, with its strides.
+struct Strided<'a> {
+    values: &'a [f32],
+    strides: [usize; 3],
+}
+
+impl<'a> Strided<'a> {
+    fn new(storage: &'a candle_core::Storage, layout: &Layout) -> Result<Self> {
+        let candle_core::Storage::Cpu(CpuStorage::F32(values)) = storage else {
+            return Err(candle_core::Error::Msg("attention runs on f32 tensors on the CPU".into()).into());
+        };
+        let dims = layout.dims();
+        let stride = layout.stride();
+        let end = layout.start_offset() + dims.iter().zip(stride).map(|(&n, &s)| n.saturating_sub(1) * s).sum::<usize>() + 1;
+        if dims.len() != 3 || end > values.len() {
+            return Err(candle_core::Error::Msg("attention needs [heads, seq, d] tensors inside their storage".into()).into());
+        }
+        Ok(Self { values: &values[layout.start_offset()..end], strides: [stride[0], stride[1], stride[2]] })
+    }
+
+    /// Where row `row` of head `head` starts.
+    fn at(&self, head: usize, row: usize) -> *const f32 {
+        self.values[head * self.strides[0] + row * self.strides[1]..].as_ptr()
+    }
+}
+
+/// A buffer that tasks write disjoint parts of.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+
+// SAFETY: `attention_block` hands each task a part of the buffer no other task writes.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// # Safety
+    /// `offset` is inside the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
 }
 
 /// Exact GELU, `x * 0.5 * (1 + erf(x / sqrt 2))`, elementwise.
@@ -97,13 +241,13 @@ fn f32_slice<'a>(storage: &'a candle_core::Storage, layout: &Layout) -> Result<&
     }
 }
 
-fn softmax_row(row: &[f32], scale: f32, out: &mut [f32]) {
+fn softmax_row(row: &mut [f32], scale: f32) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { softmax_row_avx2(row, scale, out) };
+        return unsafe { softmax_row_avx2(row, scale) };
     }
-    softmax_row_generic(row, scale, out)
+    softmax_row_generic(row, scale)
 }
 
 fn gelu_slice(input: &[f32], out: &mut [f32]) {
@@ -117,8 +261,8 @@ fn gelu_slice(input: &[f32], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn softmax_row_avx2(row: &[f32], scale: f32, out: &mut [f32]) {
-    softmax_row_generic(row, scale, out)
+unsafe fn softmax_row_avx2(row: &mut [f32], scale: f32) {
+    softmax_row_generic(row, scale)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -132,9 +276,9 @@ unsafe fn gelu_slice_avx2(input: &[f32], out: &mut [f32]) {
 const LANES: usize = 16;
 
 #[inline(always)]
-fn softmax_row_generic(row: &[f32], scale: f32, out: &mut [f32]) {
-    for (o, &x) in out.iter_mut().zip(row) {
-        *o = x * scale;
+fn softmax_row_generic(out: &mut [f32], scale: f32) {
+    for o in out.iter_mut() {
+        *o *= scale;
     }
     let mut maxes = [f32::NEG_INFINITY; LANES];
     let chunks = out.chunks_exact(LANES);
