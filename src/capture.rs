@@ -162,7 +162,9 @@ impl Capture {
         let per_head = self.seq * self.seq;
         for (layer, maps) in self.layer_maps.iter().enumerate() {
             let Some(maps) = maps else { continue };
-            if let Some(index) = maps.iter().position(|v| !v.is_finite()) {
+            // Blocks first (a branch-free pass the compiler vectorises), then the value within the block.
+            let block = maps.chunks(256).position(|block| !block.iter().fold(true, |finite, v| finite & v.is_finite()));
+            if let Some(index) = block.and_then(|block| maps[block * 256..].iter().position(|v| !v.is_finite()).map(|i| block * 256 + i)) {
                 let slot = index / per_head;
                 return Err(Error::NonFinite {
                     layer,

@@ -173,7 +173,10 @@ pub(super) fn encode(layers: &[Layer], embedded: Tensor, info: &ArchInfo, act: A
         record_result(index, &z, &w_o, sink)?;
         record_value_norm(index, &v, &w_o, sink)?;
         let attended = layer.attn_norm.forward(&layer.attn_out.forward(&merge_heads(&z)?, Some(&hidden))?)?;
-        let inner = activate(act, &layer.intermediate.forward(&attended, None)?)?;
+        let inner = match act {
+            Activation::Gelu => layer.intermediate.forward_then(&attended, None, super::kernels::gelu_erf_in_place)?,
+            other => other.forward(&layer.intermediate.forward(&attended, None)?)?,
+        };
         hidden = layer.out_norm.forward(&layer.output.forward(&inner, Some(&attended))?)?;
         if index >= last {
             break;

@@ -60,6 +60,12 @@ impl Dense {
 
     /// `x W^T + b`, plus `residual` (`[rows, out]`) when given; `x` is `[rows, in]`.
     pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_then(x, residual, |_| {})
+    }
+
+    /// [`Dense::forward`], with `finish` applied to the output in place before it becomes a
+    /// tensor (an activation, without a second buffer).
+    pub fn forward_then(&self, x: &Tensor, residual: Option<&Tensor>, finish: impl FnOnce(&mut [f32])) -> Result<Tensor> {
         let (rows, inputs) = x.dims2()?;
         if inputs != self.inputs {
             return Err(Error::Input(format!("a linear layer of {} inputs was given {inputs}", self.inputs)));
@@ -116,6 +122,7 @@ impl Dense {
                 }
             })
         })??;
+        finish(&mut out);
         Ok(Tensor::from_vec(out, (rows, outputs), &Device::Cpu)?)
     }
 
