@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! DIR/00001/ ...     the dump of the 1st text of FILE (the layout of a single `dump`)
-//! DIR/index.jsonl    one line per dump present: {"line", "text", "pair", "tokens", "folder"}
+//! DIR/index.jsonl    one line per dump present: {"line", "of", "text", "pair", "tokens", "folder"}
 //! ```
 //! Each text's folder is built beside itself and renamed into place, so a folder holding
 //! manifest.json is complete: a rerun keeps those (same text, same model) and computes the
@@ -16,16 +16,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::dump::{check_input, hash_weights, hooks_of, requested_views, weight_files, write_dump};
+use super::dump::{check_input, hash_weights, requested_views, weight_files, write_dump};
 use super::{encode, open_model, read_probe_file};
-use crate::capture::Capture;
 use crate::cli::DumpArgs;
 use crate::error::{Error, Result};
 use crate::output::{check_target_dir, with_lock, write_file};
 use crate::ui::Ui;
 
-/// The index of a corpus, beside the text folders.
-const INDEX: &str = "index.jsonl";
+use super::read_dumps::INDEX;
 
 /// `--shard K/N`: this run takes the texts whose 0-based position p has p % N == K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +68,6 @@ pub fn run(args: &DumpArgs, texts: &Path, ui: &Ui) -> Result<()> {
     let session = open_model(&args.model, ui)?;
     let model = session.loaded.model.as_ref();
     let views = requested_views(&args.views);
-    let hooks = hooks_of(&views);
     let weights = weight_files(&session);
     let hashes = hash_weights(&weights)?;
     match fs::create_dir(&target) {
@@ -98,13 +95,12 @@ pub fn run(args: &DumpArgs, texts: &Path, ui: &Ui) -> Result<()> {
             _ => {}
         }
         let input = encode(&session, probe)?;
-        check_input(model.info(), input.len(), &views).map_err(|e| at_text(e, number))?;
-        let capture = Capture::run(model, &input, None, &hooks)?.capture;
-        write_dump(&folder, &target, args.force, &session, &weights, &hashes, &capture, &views, args, &hidden, true)?;
+        check_input(model.info(), &input, &views, args, &target).map_err(|e| at_text(e, number))?;
+        write_dump(&folder, &target, args.force, &session, &weights, || Ok(hashes.clone()), &input, &views, args, &hidden, true)?;
         written += 1;
         progress.inc(1);
     }
-    let indexed = with_lock(&target.join(INDEX), || write_index(&target))?;
+    let indexed = with_lock(&target.join(INDEX), || write_index(&target, probes.len()))?;
     progress.finish_and_clear();
     if !ui.quiet {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
@@ -176,7 +172,8 @@ fn existing(folder: &Path, (text, pair): &(String, Option<String>), model: &str,
 }
 
 /// Rewrite DIR/index.jsonl from the complete text folders present, in order; returns their count.
-fn write_index(target: &Path) -> Result<usize> {
+/// Each line says how many texts the probe file holds ("of"), so a reader sees texts missing at the end.
+fn write_index(target: &Path, total: usize) -> Result<usize> {
     let mut folders: Vec<(usize, PathBuf)> = fs::read_dir(target)
         .map_err(|e| Error::output(target, e))?
         .flatten()
@@ -193,6 +190,7 @@ fn write_index(target: &Path) -> Result<usize> {
         let Some(manifest) = fs::read(folder.join("manifest.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else { continue };
         let line = json!({
             "line": number,
+            "of": total,
             "text": manifest["text"],
             "pair": manifest["pair"],
             "tokens": manifest["seq_len"],

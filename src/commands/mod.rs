@@ -5,10 +5,12 @@ pub mod completions;
 pub mod corpus;
 pub mod diff;
 pub mod dump;
+mod dump_sink;
 pub mod find;
 pub mod heads;
 pub mod info;
 pub mod man;
+pub mod read_dumps;
 pub mod show;
 pub mod view;
 pub mod views;
@@ -198,15 +200,16 @@ pub fn encode(session: &Session, (text, pair): &(String, Option<String>)) -> Res
 
 /// The model's short name, for titles and file names.
 pub fn model_name(files: &ModelFiles) -> String {
-    let trimmed = files.id.trim_end_matches(['/', '\\']);
+    short_name(&files.id).unwrap_or_else(|| files.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()))
+}
+
+/// The last part of a model id or path (`None` when it names no folder, as "." does).
+pub fn short_name(id: &str) -> Option<String> {
+    let trimmed = id.trim_end_matches(['/', '\\']);
     let last = trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed);
     // A GGUF file's name says the model and its quantization; the extension says nothing.
     let last = last.strip_suffix(".gguf").filter(|stem| !stem.is_empty()).unwrap_or(last);
-    if last.is_empty() || last == "." || last == ".." {
-        files.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
-    } else {
-        last.to_string()
-    }
+    (!(last.is_empty() || last == "." || last == "..")).then(|| last.to_string())
 }
 
 /// Render one head of a capture as a PNG heatmap.
@@ -223,10 +226,15 @@ pub enum Picture {
 
 /// Render one head of a capture as a PNG or SVG heatmap.
 pub fn picture(capture: &Capture, layer: usize, head: usize, title: &str, style: &StyleArgs, surface: Picture) -> Result<Vec<u8>> {
-    let values = head_values(capture, layer, head)?;
+    map_picture(head_values(capture, layer, head)?, &capture.input, capture.causal, title, style, surface)
+}
+
+/// [`picture`] of one head's `[query, key]` weights over `input`'s tokens (a layer a dump streams).
+pub fn map_picture(values: &[f32], input: &Encoded, causal: bool, title: &str, style: &StyleArgs, surface: Picture) -> Result<Vec<u8>> {
+    let seq = input.len();
     let scale = head_scale(values, style);
-    let subtitle = head_subtitle(capture);
-    let labels = &capture.input.labels;
+    let subtitle = map_subtitle(seq, input.dropped);
+    let labels = &input.labels;
     let options = HeatmapOptions {
         title,
         subtitle: Some(&subtitle),
@@ -234,13 +242,13 @@ pub fn picture(capture: &Capture, layer: usize, head: usize, title: &str, style:
         col_labels: labels,
         colormap: colormap(style),
         scale,
-        mask: mask(capture),
+        mask: if causal { Mask::Causal } else { Mask::None },
         colorbar_label: "attention weight",
         ..HeatmapOptions::default()
     };
     Ok(match surface {
-        Picture::Png => render::heatmap_png(values, capture.seq, capture.seq, &options)?,
-        Picture::Svg => render::heatmap_svg(values, capture.seq, capture.seq, &options)?,
+        Picture::Png => render::heatmap_png(values, seq, seq, &options)?,
+        Picture::Svg => render::heatmap_svg(values, seq, seq, &options)?,
     })
 }
 
@@ -259,8 +267,12 @@ pub fn head_scale(values: &[f32], style: &StyleArgs) -> Scale {
 
 /// The line under every head's title: how many tokens, and what a map does not show.
 pub fn head_subtitle(capture: &Capture) -> String {
-    let truncated = if capture.input.dropped > 0 { format!(" (truncated, {} dropped)", capture.input.dropped) } else { String::new() };
-    format!("{} tokens{truncated} · attention weights only: not what the values carry", capture.seq)
+    map_subtitle(capture.seq, capture.input.dropped)
+}
+
+fn map_subtitle(seq: usize, dropped: usize) -> String {
+    let truncated = if dropped > 0 { format!(" (truncated, {dropped} dropped)") } else { String::new() };
+    format!("{seq} tokens{truncated} · attention weights only: not what the values carry")
 }
 
 pub fn colormap(style: &StyleArgs) -> Colormap {
