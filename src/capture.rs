@@ -176,9 +176,7 @@ impl Capture {
         let per_head = self.seq * self.seq;
         for (layer, maps) in self.layer_maps.iter().enumerate() {
             let Some(maps) = maps else { continue };
-            // Blocks first (a branch-free pass the compiler vectorises), then the value within the block.
-            let block = maps.chunks(256).position(|block| !block.iter().fold(true, |finite, v| finite & v.is_finite()));
-            if let Some(index) = block.and_then(|block| maps[block * 256..].iter().position(|v| !v.is_finite()).map(|i| block * 256 + i)) {
+            if let Some(index) = first_non_finite(maps) {
                 let slot = index / per_head;
                 return Err(Error::NonFinite {
                     layer,
@@ -248,8 +246,7 @@ struct StreamHooks<'s> {
 }
 
 impl StreamHooks<'_> {
-    fn receive(&mut self, point: HookPoint, value: &Tensor) -> Result<()> {
-        let values = value.flatten_all()?.to_vec1::<f32>()?;
+    fn receive(&mut self, point: HookPoint, values: Vec<f32>) -> Result<()> {
         let pending = match &mut self.pending {
             Some(pending) if pending.layer == point.layer => pending,
             Some(pending) => return Err(Error::Input(format!("layer {} began before layer {} was complete", point.layer, pending.layer))),
@@ -265,7 +262,7 @@ impl StreamHooks<'_> {
         let Some(Pending { layer, patterns: Some(patterns), norms }) = self.pending.take() else { return Ok(()) };
         let seq = self.seq;
         let per_head = (seq * seq).max(1);
-        if let Some(index) = patterns.iter().position(|v| !v.is_finite()) {
+        if let Some(index) = first_non_finite(&patterns) {
             return Err(Error::NonFinite { layer, head: index / per_head, query: index % per_head / seq, key: index % seq, value: patterns[index] });
         }
         let maps = LayerMaps { layer, heads: patterns.len() / per_head, seq, patterns: &patterns, value_norms: norms.as_deref() };
@@ -282,12 +279,34 @@ impl HookSink for StreamHooks<'_> {
         if !self.wants(point) {
             return Ok(());
         }
-        self.receive(point, value).map_err(|error| {
-            let message = error.to_string();
-            self.error = Some(error);
-            Error::Input(message)
-        })
+        let values = value.flatten_all()?.to_vec1::<f32>()?;
+        self.receive(point, values).map_err(|error| self.keep(error))
     }
+
+    /// The pattern's own buffer, taken as it is (no copy out of a tensor).
+    fn record_pattern(&mut self, layer: usize, values: Vec<f32>, _shape: (usize, usize, usize)) -> Result<()> {
+        let point = HookPoint::new(layer, HookKind::Pattern);
+        if !self.wants(point) {
+            return Ok(());
+        }
+        self.receive(point, values).map_err(|error| self.keep(error))
+    }
+}
+
+impl StreamHooks<'_> {
+    /// Keep the sink's error to report as itself; the forward pass gets a copy of its message.
+    fn keep(&mut self, error: Error) -> Error {
+        let message = error.to_string();
+        self.error = Some(error);
+        Error::Input(message)
+    }
+}
+
+/// Where the first NaN or infinity lies: blocks first (a branch-free pass the compiler
+/// vectorises), then the value within the block.
+fn first_non_finite(values: &[f32]) -> Option<usize> {
+    let block = values.chunks(256).position(|block| !block.iter().fold(true, |finite, v| finite & v.is_finite()))?;
+    values[block * 256..].iter().position(|v| !v.is_finite()).map(|index| block * 256 + index)
 }
 
 /// `layer` must name a layer of the model.
