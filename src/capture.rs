@@ -65,11 +65,12 @@ impl Capture {
         let mut kinds = vec![HookKind::Pattern];
         kinds.extend(extra.iter().copied().filter(|k| *k != HookKind::Pattern));
         let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() }).with_pattern_heads(kept_heads.clone());
-        let hidden = model.forward(input, &mut cache)?;
+        let mut sink = KeepPatterns { cache: &mut cache, maps: vec![None; info.layers] };
+        let hidden = model.forward(input, &mut sink)?;
+        let mut layer_maps = sink.maps;
         let seq = input.len();
-        let mut layer_maps = vec![None; info.layers];
         for (layer, slot) in layer_maps.iter_mut().enumerate() {
-            // Moved out of the cache, so a long input's maps are not held twice once copied.
+            // A pattern recorded as a tensor is moved out of the cache, so it is not held twice once copied.
             if let Some(pattern) = cache.take(HookPoint::new(layer, HookKind::Pattern)) {
                 *slot = Some(pattern.flatten_all()?.to_vec1::<f32>()?);
             }
@@ -175,7 +176,7 @@ impl Capture {
         let per_head = self.seq * self.seq;
         for (layer, maps) in self.layer_maps.iter().enumerate() {
             let Some(maps) = maps else { continue };
-            if let Some(index) = maps.iter().position(|v| !v.is_finite()) {
+            if let Some(index) = first_non_finite(maps) {
                 let slot = index / per_head;
                 return Err(Error::NonFinite {
                     layer,
@@ -245,8 +246,7 @@ struct StreamHooks<'s> {
 }
 
 impl StreamHooks<'_> {
-    fn receive(&mut self, point: HookPoint, value: &Tensor) -> Result<()> {
-        let values = value.flatten_all()?.to_vec1::<f32>()?;
+    fn receive(&mut self, point: HookPoint, values: Vec<f32>) -> Result<()> {
         let pending = match &mut self.pending {
             Some(pending) if pending.layer == point.layer => pending,
             Some(pending) => return Err(Error::Input(format!("layer {} began before layer {} was complete", point.layer, pending.layer))),
@@ -262,7 +262,7 @@ impl StreamHooks<'_> {
         let Some(Pending { layer, patterns: Some(patterns), norms }) = self.pending.take() else { return Ok(()) };
         let seq = self.seq;
         let per_head = (seq * seq).max(1);
-        if let Some(index) = patterns.iter().position(|v| !v.is_finite()) {
+        if let Some(index) = first_non_finite(&patterns) {
             return Err(Error::NonFinite { layer, head: index / per_head, query: index % per_head / seq, key: index % seq, value: patterns[index] });
         }
         let maps = LayerMaps { layer, heads: patterns.len() / per_head, seq, patterns: &patterns, value_norms: norms.as_deref() };
@@ -279,12 +279,34 @@ impl HookSink for StreamHooks<'_> {
         if !self.wants(point) {
             return Ok(());
         }
-        self.receive(point, value).map_err(|error| {
-            let message = error.to_string();
-            self.error = Some(error);
-            Error::Input(message)
-        })
+        let values = value.flatten_all()?.to_vec1::<f32>()?;
+        self.receive(point, values).map_err(|error| self.keep(error))
     }
+
+    /// The pattern's own buffer, taken as it is (no copy out of a tensor).
+    fn record_pattern(&mut self, layer: usize, values: Vec<f32>, _shape: (usize, usize, usize)) -> Result<()> {
+        let point = HookPoint::new(layer, HookKind::Pattern);
+        if !self.wants(point) {
+            return Ok(());
+        }
+        self.receive(point, values).map_err(|error| self.keep(error))
+    }
+}
+
+impl StreamHooks<'_> {
+    /// Keep the sink's error to report as itself; the forward pass gets a copy of its message.
+    fn keep(&mut self, error: Error) -> Error {
+        let message = error.to_string();
+        self.error = Some(error);
+        Error::Input(message)
+    }
+}
+
+/// Where the first NaN or infinity lies: blocks first (a branch-free pass the compiler
+/// vectorises), then the value within the block.
+fn first_non_finite(values: &[f32]) -> Option<usize> {
+    let block = values.chunks(256).position(|block| !block.iter().fold(true, |finite, v| finite & v.is_finite()))?;
+    values[block * 256..].iter().position(|v| !v.is_finite()).map(|index| block * 256 + index)
 }
 
 /// `layer` must name a layer of the model.
@@ -293,6 +315,39 @@ pub fn check_layer(info: &ArchInfo, layer: usize) -> Result<()> {
         return Err(Error::LayerOutOfRange { layer, count: info.layers });
     }
     Ok(())
+}
+
+/// The sink [`Capture::run_heads`] gives the model: the cache, except that patterns handed
+/// over as plain numbers ([`HookSink::record_pattern`]) are kept as they are, not copied out
+/// of a tensor (at 512 tokens that copy was a tenth of the forward pass).
+struct KeepPatterns<'c> {
+    cache: &'c mut ActivationCache,
+    maps: Vec<Option<Vec<f32>>>,
+}
+
+impl HookSink for KeepPatterns<'_> {
+    fn wants(&self, point: HookPoint) -> bool {
+        self.cache.wants(point)
+    }
+
+    fn record(&mut self, point: HookPoint, value: &Tensor) -> Result<()> {
+        self.cache.record(point, value)
+    }
+
+    fn last_layer(&self) -> Option<usize> {
+        self.cache.last_layer()
+    }
+
+    fn pattern_heads(&self, layer: usize) -> Option<Vec<usize>> {
+        self.cache.pattern_heads(layer)
+    }
+
+    fn record_pattern(&mut self, layer: usize, values: Vec<f32>, _shape: (usize, usize, usize)) -> Result<()> {
+        if let Some(slot) = self.maps.get_mut(layer).filter(|_| self.cache.wants(HookPoint::new(layer, HookKind::Pattern))) {
+            *slot = Some(values);
+        }
+        Ok(())
+    }
 }
 
 /// `head` must name a query head of the model.

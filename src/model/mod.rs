@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod bert;
+pub mod dense;
 pub mod distilbert;
 pub mod gguf;
 mod gguf_tokenizer;
