@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
 use super::blocks::Blocks;
+use super::kernels;
 use super::{ArchInfo, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::{HookKind, HookPoint, HookSink};
@@ -539,10 +540,14 @@ impl AttentionModel for Llama {
                 record_result(index, &z, &w_o, sink)?;
                 record_value_norm(index, &v, &w_o, sink)?;
             }
-            hidden = (hidden + layer.o.forward(&merge_heads(&z)?)?)?;
+            hidden = kernels::add(&hidden, &layer.o.forward(&merge_heads(&z)?)?)?;
             let normed = layer.post_norm.forward(&hidden)?;
-            let gated = (self.act.forward(&layer.gate.forward(&normed)?)? * layer.up.forward(&normed)?)?;
-            hidden = (hidden + layer.down.forward(&gated)?)?;
+            let (gate, up) = (layer.gate.forward(&normed)?, layer.up.forward(&normed)?);
+            let gated = match self.act {
+                Activation::Silu => kernels::silu_mul(&gate, &up)?,
+                act => (act.forward(&gate)? * up)?,
+            };
+            hidden = kernels::add(&hidden, &layer.down.forward(&gated)?)?;
             if index >= last && index + 1 < self.layers.len() {
                 return Ok(hidden);
             }
