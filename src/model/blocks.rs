@@ -17,6 +17,9 @@ use candle_core::{Device, Tensor};
 use memmap2::Mmap;
 use rayon::prelude::*;
 
+use super::kernels::f32_slice;
+use crate::error::Result;
+
 /// The bytes a [`Blocks`] reads: a window of the mapped file, or (if the file
 /// places a tensor where its blocks would be misaligned) a copy.
 #[derive(Clone)]
@@ -103,9 +106,15 @@ impl Blocks {
         }
     }
 
-    /// The whole matrix in f32, `[rows, columns]`, decoded in parallel by rows.
+    /// The whole matrix in f32, `[rows, columns]`.
     pub fn dequantize(&self) -> candle_core::Result<Tensor> {
         let mut values = vec![0f32; self.rows * self.columns];
+        self.decode_into(&mut values);
+        Tensor::from_vec(values, (self.rows, self.columns), &Device::Cpu)
+    }
+
+    /// Decode the whole matrix into `values` (`rows * columns` long), in parallel by rows.
+    fn decode_into(&self, values: &mut [f32]) {
         let data = self.bytes.as_slice();
         let row_bytes = self.row_bytes();
         let decode = decoder(self.dtype);
@@ -115,7 +124,43 @@ impl Blocks {
             let from = self.stored_row(row) * row_bytes;
             decode(&data[from..from + row_bytes], out);
         });
-        Tensor::from_vec(values, (self.rows, self.columns), &Device::Cpu)
+    }
+
+    /// `x W^T + bias` for `x` `[tokens, columns]`: candle's `Linear::forward` on the
+    /// decoded weight, bit for bit. The weight is decoded into a buffer this thread
+    /// keeps between calls, and multiplied by the same gemm call candle's CPU matmul
+    /// makes (same kernel, strides and threading), so no f32 copy of the matrix is
+    /// allocated, faulted in and returned to the system for every projection.
+    pub fn linear(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let (tokens, width) = x.dims2()?;
+        if width != self.columns {
+            return Err(candle_core::Error::Msg(format!("a [{tokens}, {width}] input to a [{}, {}] weight", self.rows, self.columns)).into());
+        }
+        let x = x.contiguous()?;
+        let (storage, layout) = x.storage_and_layout();
+        let input = f32_slice(&storage, layout)?;
+        let mut out = vec![0f32; tokens * self.rows];
+        let mut multiply = |weight: &mut Vec<f32>| {
+            weight.resize(self.rows * self.columns, 0.0);
+            self.decode_into(weight);
+            matmul_transposed(input, weight, &mut out, tokens, self.rows, self.columns);
+        };
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut weight) => multiply(&mut weight),
+            // Re-entered on this thread (a rayon task of another forward pass): a buffer of its own.
+            Err(_) => multiply(&mut Vec::new()),
+        });
+        drop(storage);
+        if let Some(bias) = bias {
+            // candle's broadcast_add: one f32 addition per value.
+            let bias = bias.to_vec1::<f32>()?;
+            for row in out.chunks_mut(self.rows) {
+                for (value, &b) in row.iter_mut().zip(&bias) {
+                    *value += b;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (tokens, self.rows), &Device::Cpu)?)
     }
 
     /// The rows `ids` in f32, `[ids.len(), columns]` (an embedding lookup that decodes
@@ -146,6 +191,45 @@ impl Blocks {
             out.extend_from_slice(&data[from..from + row_bytes]);
         }
         qtensor_from_ggml(self.dtype, &out, vec![self.rows, self.columns], &Device::Cpu)
+    }
+}
+
+thread_local! {
+    /// The decoded weight of the projection running on this thread, reused by the next.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `out = lhs rhs^T` for row-major `lhs` `[m, k]` and `rhs` `[n, k]`: the call candle
+/// 0.11's CPU `MatMul` makes for `x.matmul(&w.t())` (gemm 0.19, the version candle
+/// pins; `read_dst` off, alpha 0, beta 1, rayon on candle's thread count).
+fn matmul_transposed(lhs: &[f32], rhs: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
+    assert!(lhs.len() == m * k && rhs.len() == n * k && out.len() == m * n, "matmul shapes");
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the three slices hold exactly the [m, k], [k, n] (transposed view) and [m, n]
+    // elements the strides address, checked above; `out` is not aliased.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            k as isize,
+            1,
+            0f32,
+            1f32,
+            false,
+            false,
+            false,
+            parallelism,
+        )
     }
 }
 

@@ -125,7 +125,7 @@ fn chunk_rows(keys: usize) -> usize {
     (16384 / keys.max(1)).max(1)
 }
 
-fn f32_slice<'a>(storage: &'a candle_core::Storage, layout: &Layout) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(storage: &'a candle_core::Storage, layout: &Layout) -> Result<&'a [f32]> {
     match storage {
         candle_core::Storage::Cpu(CpuStorage::F32(values)) => {
             let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("kernels need a contiguous tensor".into()))?;

@@ -350,7 +350,7 @@ impl Projection {
         Ok(match self {
             Projection::Dense(linear) => linear.forward(x)?,
             // Dequantizing is exact and deterministic, so this is the dense path's arithmetic bit for bit.
-            Projection::Dequantized { weight, bias } => Linear::new(weight.dequantize()?, bias.clone()).forward(x)?,
+            Projection::Dequantized { weight, bias } => weight.linear(x, bias.as_ref())?,
             Projection::Quantized { matmul, bias, .. } => {
                 let out = matmul.forward(x)?;
                 match bias {
