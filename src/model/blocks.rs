@@ -205,7 +205,9 @@ thread_local! {
 /// pins; `read_dst` off, alpha 0, beta 1, rayon on candle's thread count).
 fn matmul_transposed(lhs: &[f32], rhs: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
     assert!(lhs.len() == m * k && rhs.len() == n * k && out.len() == m * n, "matmul shapes");
-    let threads = candle_core::utils::get_num_threads();
+    // candle asks for every matmul, and without RAYON_NUM_THREADS that parses /proc/cpuinfo.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = *THREADS.get_or_init(candle_core::utils::get_num_threads);
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the three slices hold exactly the [m, k], [k, n] (transposed view) and [m, n]
     // elements the strides address, checked above; `out` is not aliased.
