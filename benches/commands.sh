@@ -109,6 +109,15 @@ measure "find previous-token --words, 100 texts" "$bin" -q find previous-token -
 # Corpora (issue #10): 100 probe texts dumped by one run, and by two shards in parallel.
 runs=1 measure "dump --texts, 100 texts, one run" "$bin" -q dump --texts "$work/probes.txt" --out "$work/out"
 runs=1 measure "dump --texts, 100 texts, 2 shards at once" bash -c "'$bin' -q dump --texts '$work/probes.txt' --out '$work/out' --shard 0/2 & '$bin' -q dump --texts '$work/probes.txt' --out '$work/out' --shard 1/2 & wait"
+# Compute once, analyse many times: heads, find and diff on those corpora against the same
+# commands running the models (the numbers equal; the time is reading 100 dumps vs 100 forward passes).
+"$bin" -q dump --texts "$work/probes.txt" --out "$work/corpus-minilm" --model .models/minilm
+"$bin" -q dump --texts "$work/probes.txt" --out "$work/corpus-sre" --model .models/sre
+measure "heads --corpus, 100 texts" "$bin" -q heads --corpus "$work/corpus-minilm"
+measure "heads --model --texts, 100 texts" "$bin" -q heads --model .models/minilm --texts "$work/probes.txt"
+measure "find previous-token --corpus, 100 texts" "$bin" -q find previous-token --corpus "$work/corpus-minilm"
+measure "find previous-token --model --texts, 100 texts" "$bin" -q find previous-token --model .models/minilm --texts "$work/probes.txt"
+measure "diff of two corpora, 100 texts" "$bin" -q diff "$work/corpus-minilm" "$work/corpus-sre" --fail-above 1
 
 # Viewers (issue #9): SVG and terminal output of one head, and the HTML viewer of
 # a 512-token dump (72 heads): its size, the time to write it, and - when chromium

@@ -352,6 +352,7 @@ Examples:
   attnmap diff --model sentence-transformers/all-MiniLM-L6-v2 --against ./finetuned \"The WhirlyGigs arrived broken\"
   attnmap diff --model ./v1 --against ./v2 --texts probes.txt --markdown --out report/ --fail-above 0.02
   attnmap diff --model ./v1 --against ./v2 --texts probes.txt --fail-above 0.02 --aggregate mean
+  attnmap diff v1-corpus/ v2-corpus/ --fail-above 0.02   # two corpora of dump --texts, same texts
 
 By default a head fails when its metric on any one text is above --fail-above;
 --aggregate mean judges its mean over the texts instead.
@@ -361,7 +362,8 @@ Exit status, like diff(1): 0 when no head exceeds the threshold, 1 when one does
 #[derive(Debug, Args)]
 #[command(after_help = DIFF_EXAMPLES)]
 pub struct DiffArgs {
-    /// OLD_DUMP NEW_DUMP: two folders written by `attnmap dump`. With --against: at most one TEXT ('-' for stdin).
+    /// OLD_DUMP NEW_DUMP: two folders written by `attnmap dump` (two dumps, or two corpora of
+    /// `dump --texts` over the same texts). With --against: at most one TEXT ('-' for stdin).
     #[arg(value_name = "OLD_DUMP NEW_DUMP | TEXT", num_args = 0..=2)]
     pub inputs: Vec<String>,
 
@@ -461,6 +463,11 @@ pub struct ProbeArgs {
     /// Word-level statistics: a word's pieces merged (rows: mean over its tokens, columns: sum).
     #[arg(long)]
     pub words: bool,
+
+    /// Run on the maps of a corpus written by `attnmap dump --texts FILE --out DIR` (or of one
+    /// dump folder) instead of a model: the forward passes are done once, sharded if need be.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["text", "texts", "pair", "model", "revision", "quantized"])]
+    pub corpus: Option<PathBuf>,
 }
 
 const HEADS_EXAMPLES: &str = "\
@@ -469,6 +476,10 @@ Examples:
   attnmap heads --texts probes.txt --sort prev --top 10
   attnmap heads --texts probes.txt --words --json > heads.json
   attnmap heads --texts probes.txt --out heads/      # one layers x heads picture per column
+
+From a corpus dumped once (sharded across machines if need be), same results, no model:
+  attnmap dump --texts probes.txt --out corpus/ --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
+  attnmap heads --corpus corpus/ --sort prev --top 10
 
 Columns (a mean over query rows i, then over texts, each text weighted equally; K_i = the keys
 row i may attend: all for encoders, j <= i for decoders):
@@ -527,6 +538,8 @@ Examples:
   attnmap find induction --repeat-random 20 --seed 1
   attnmap find --pairs coref.jsonl --threshold 0.3 --out found/
   attnmap find duplicate-token \"the cat saw the dog and the cat ran\" --json
+  attnmap find previous-token --corpus corpus/        # the maps of attnmap dump --texts FILE --out corpus/
+  attnmap find --pairs coref.jsonl --corpus coref/    # coref/ from attnmap dump --texts coref.jsonl
 
 Patterns: previous-token, next-token, self, first, special, punct, duplicate-token (weight on
 earlier copies of the same token), induction (on the token after each earlier copy).
@@ -569,7 +582,7 @@ pub struct FindArgs {
     pub pairs: Option<PathBuf>,
 
     /// Texts of N random vocabulary tokens repeated twice (the classic induction test), 20 of them.
-    #[arg(long, value_name = "N", conflicts_with = "texts")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["texts", "corpus"])]
     pub repeat_random: Option<usize>,
 
     /// Seed of the null's draws (and of --repeat-random), so output is reproducible.

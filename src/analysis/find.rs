@@ -152,55 +152,91 @@ impl Item {
     }
 }
 
-/// Every query of a relation over a probe set, gathered one text at a time.
+/// A query of one text before its weights are read: the `from` tokens (or word), the
+/// pool of keys (each one or more positions) it could have been paired with, and which
+/// of the pool the relation names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub from: Vec<usize>,
+    pub pool: Vec<Vec<usize>>,
+    pub targets: Vec<usize>,
+}
+
+impl Query {
+    /// The rows of a text for a built-in relation (see [`builtin_rows`]): the pool is every key the row may attend.
+    pub fn builtin(positions: &Positions, causal: bool, relation: Builtin) -> Vec<Query> {
+        let n = positions.len();
+        builtin_rows(positions, causal, relation)
+            .into_iter()
+            .map(|(query, targets)| Query { from: vec![query], pool: (0..allowed_keys(query, n, causal)).map(|key| vec![key]).collect(), targets })
+            .collect()
+    }
+}
+
+/// Every query of a relation over a probe set, gathered one text at a time (and a text's
+/// weights one layer at a time: [`Problem::start_text`], then [`Problem::add_layer`]).
 #[derive(Debug, Clone, Default)]
 pub struct Problem {
     /// Heads of all layers together (layers x heads per layer).
     pub heads: usize,
     pub items: Vec<Item>,
+    /// The current text's queries, whose items are the last `pending.len()` of `items`.
+    pending: Vec<Query>,
 }
 
 impl Problem {
     pub fn new(heads: usize) -> Self {
-        Problem { heads, items: Vec::new() }
+        Problem { heads, items: Vec::new(), pending: Vec::new() }
     }
 
     /// Add the rows of one text for a built-in relation (see [`builtin_rows`]).
     /// `maps` is `[heads, n, n]` over `positions`. Returns how many rows joined.
     pub fn add_builtin(&mut self, maps: &[f32], positions: &Positions, causal: bool, relation: Builtin) -> usize {
-        let n = positions.len();
-        let rows = builtin_rows(positions, causal, relation);
-        for (query, targets) in &rows {
-            let pool: Vec<Vec<usize>> = (0..allowed_keys(*query, n, causal)).map(|key| vec![key]).collect();
-            let item = self.item(maps, n, &[*query], &pool, targets.clone());
-            self.items.push(item);
-        }
-        rows.len()
+        let queries = Query::builtin(positions, causal, relation);
+        let rows = queries.len();
+        self.start_text(queries);
+        self.add_layer(maps, 0, positions.len());
+        rows
     }
 
     /// Add one word pair: the weight from the `from` tokens (mean over their rows)
     /// to each candidate (sum over its tokens' columns); `candidates[target]` is the `to`.
     pub fn add_pair(&mut self, maps: &[f32], n: usize, from: &[usize], candidates: &[Vec<usize>], target: usize) {
-        let item = self.item(maps, n, from, candidates, vec![target]);
-        self.items.push(item);
+        self.start_text(vec![Query { from: from.to_vec(), pool: candidates.to_vec(), targets: vec![target] }]);
+        self.add_layer(maps, 0, n);
     }
 
-    fn item(&self, maps: &[f32], n: usize, from: &[usize], pool: &[Vec<usize>], targets: Vec<usize>) -> Item {
+    /// Begin a text with its queries; their weights come from [`Problem::add_layer`].
+    pub fn start_text(&mut self, queries: Vec<Query>) {
+        for query in &queries {
+            self.items.push(Item { weights: vec![0f32; query.pool.len() * self.heads], targets: query.targets.clone() });
+        }
+        self.pending = queries;
+    }
+
+    /// The current text's weights for the heads in `maps` (`[k, n, n]`, heads `first`..`first + k`
+    /// of all layers' heads): the weight from `from` (mean over its rows) to each pool entry
+    /// (sum over its columns).
+    pub fn add_layer(&mut self, maps: &[f32], first: usize, n: usize) {
         let per_head = n * n;
-        let mut weights = vec![0f32; pool.len() * self.heads];
-        for head in 0..self.heads {
-            let map = &maps[head * per_head..(head + 1) * per_head];
-            for (slot, keys) in pool.iter().enumerate() {
-                let mut total = 0f64;
-                for &query in from {
-                    for &key in keys {
-                        total += map[query * n + key] as f64;
-                    }
+        let start = self.items.len() - self.pending.len();
+        for (query, item) in self.pending.iter().zip(&mut self.items[start..]) {
+            for (offset, map) in maps.chunks_exact(per_head.max(1)).enumerate() {
+                let head = first + offset;
+                if head >= self.heads {
+                    break;
                 }
-                weights[slot * self.heads + head] = (total / from.len().max(1) as f64) as f32;
+                for (slot, keys) in query.pool.iter().enumerate() {
+                    let mut total = 0f64;
+                    for &row in &query.from {
+                        for &key in keys {
+                            total += map[row * n + key] as f64;
+                        }
+                    }
+                    item.weights[slot * self.heads + head] = (total / query.from.len().max(1) as f64) as f32;
+                }
             }
         }
-        Item { weights, targets }
     }
 
     /// Each head's score: the mean over items of the weight on their targets.

@@ -149,8 +149,18 @@ impl Accumulator {
 
     /// Add one text: `maps` is `[layers, heads, n, n]`.
     pub fn add(&mut self, maps: &[f32], positions: &Positions, causal: bool) {
+        self.add_from(0, maps, positions, causal);
+    }
+
+    /// Add one layer of one text: `maps` is `[heads, n, n]` (a text read a layer at a time).
+    pub fn add_layer(&mut self, layer: usize, maps: &[f32], positions: &Positions, causal: bool) {
+        self.add_from(layer * self.heads, maps, positions, causal);
+    }
+
+    /// Add maps of consecutive heads, the first being head `first` of all layers' heads.
+    fn add_from(&mut self, first: usize, maps: &[f32], positions: &Positions, causal: bool) {
         let per_head = positions.len() * positions.len();
-        for (index, map) in maps.chunks_exact(per_head).enumerate().take(self.layers * self.heads) {
+        for (index, map) in maps.chunks_exact(per_head.max(1)).enumerate().map(|(i, m)| (first + i, m)).take_while(|(i, _)| *i < self.layers * self.heads) {
             for (column, value) in head_columns(map, positions, causal).into_iter().enumerate() {
                 if let Some(value) = value {
                     self.sums[index][column] += value;

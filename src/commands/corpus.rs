@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! DIR/00001/ ...     the dump of the 1st text of FILE (the layout of a single `dump`)
-//! DIR/index.jsonl    one line per dump present: {"line", "text", "pair", "tokens", "folder"}
+//! DIR/index.jsonl    one line per dump present: {"line", "of", "text", "pair", "tokens", "folder"}
 //! ```
 //! Each text's folder is built beside itself and renamed into place, so a folder holding
 //! manifest.json is complete: a rerun keeps those (same text, same model) and computes the
@@ -24,8 +24,7 @@ use crate::error::{Error, Result};
 use crate::output::{check_target_dir, with_lock, write_file};
 use crate::ui::Ui;
 
-/// The index of a corpus, beside the text folders.
-const INDEX: &str = "index.jsonl";
+use super::read_dumps::INDEX;
 
 /// `--shard K/N`: this run takes the texts whose 0-based position p has p % N == K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +103,7 @@ pub fn run(args: &DumpArgs, texts: &Path, ui: &Ui) -> Result<()> {
         written += 1;
         progress.inc(1);
     }
-    let indexed = with_lock(&target.join(INDEX), || write_index(&target))?;
+    let indexed = with_lock(&target.join(INDEX), || write_index(&target, probes.len()))?;
     progress.finish_and_clear();
     if !ui.quiet {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
@@ -176,7 +175,8 @@ fn existing(folder: &Path, (text, pair): &(String, Option<String>), model: &str,
 }
 
 /// Rewrite DIR/index.jsonl from the complete text folders present, in order; returns their count.
-fn write_index(target: &Path) -> Result<usize> {
+/// Each line says how many texts the probe file holds ("of"), so a reader sees texts missing at the end.
+fn write_index(target: &Path, total: usize) -> Result<usize> {
     let mut folders: Vec<(usize, PathBuf)> = fs::read_dir(target)
         .map_err(|e| Error::output(target, e))?
         .flatten()
@@ -193,6 +193,7 @@ fn write_index(target: &Path) -> Result<usize> {
         let Some(manifest) = fs::read(folder.join("manifest.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else { continue };
         let line = json!({
             "line": number,
+            "of": total,
             "text": manifest["text"],
             "pair": manifest["pair"],
             "tokens": manifest["seq_len"],

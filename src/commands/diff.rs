@@ -1,6 +1,6 @@
 //! `attnmap diff`: compare the maps of two model versions, head by head, and
-//! fail past a threshold. Either two dump folders, or two models run on the
-//! same probe texts.
+//! fail past a threshold. Either two dump folders, two corpora of dumps over the
+//! same texts (`dump --texts`), or two models run on the same probe texts.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -12,10 +12,12 @@ use crate::capture::Capture;
 use crate::cli::{AggregateArg, DiffArgs, InputArgs, MetricArg, ModelArgs, ScaleArg};
 use crate::error::{Error, Result};
 use crate::ui::Ui;
+use crate::output::npy::read_npy_f32_file;
 use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, StagedDir};
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 
 use super::dump::LAYOUT_VERSION;
+use super::read_dumps::{Corpus, INDEX};
 use super::views::view_of;
 use super::{check_picture_flags, open_model, read_input, read_probe_file, Session};
 
@@ -151,7 +153,7 @@ pub fn run(args: &DiffArgs, ui: &Ui) -> Result<bool> {
     // check_flags has refused --against without --model.
     let (old_label, new_label) = match (&args.against, &args.model) {
         (Some(against), Some(model)) => from_models(args, model, against, ui, &mut comparison)?,
-        _ => from_dumps(args, &mut comparison)?,
+        _ => from_dumps(args, ui, &mut comparison)?,
     };
     let (old_label, new_label) = if view == View::Weights { (old_label, new_label) } else { (format!("{old_label} · {}", view.name()), format!("{new_label} · {}", view.name())) };
     let (layers, heads) = comparison.shape.unwrap_or((0, 0));
@@ -187,13 +189,23 @@ fn check_flags(args: &DiffArgs) -> Result<()> {
     check_picture_flags(&args.style, args.out.as_deref(), args.force, true)
 }
 
-/// `attnmap diff OLD_DUMP NEW_DUMP`.
-fn from_dumps(args: &DiffArgs, comparison: &mut Comparison) -> Result<(String, String)> {
+/// `attnmap diff OLD_DUMP NEW_DUMP` (or two corpora).
+fn from_dumps(args: &DiffArgs, ui: &Ui, comparison: &mut Comparison) -> Result<(String, String)> {
     let [old_dir, new_dir] = args.inputs.as_slice() else {
         return Err(Error::Usage(
             "give two dump folders (attnmap diff OLD_DUMP NEW_DUMP), or two models with --model OLD --against NEW and a TEXT or --texts FILE".into(),
         ));
     };
+    match (Path::new(old_dir).join(INDEX).is_file(), Path::new(new_dir).join(INDEX).is_file()) {
+        (true, true) => return from_corpora(old_dir, new_dir, ui, comparison),
+        (false, false) => {}
+        (old_is, _) => {
+            let (corpus, dump) = if old_is { (old_dir, new_dir) } else { (new_dir, old_dir) };
+            return Err(Error::Usage(format!(
+                "{corpus} is a corpus (it holds {INDEX}) but {dump} is not; compare two dump folders, or two corpora of attnmap dump --texts over the same texts"
+            )));
+        }
+    }
     let (old_model, old, old_text, old_pair) = read_dump(Path::new(old_dir), comparison.view)?;
     let (new_model, new, new_text, new_pair) = read_dump(Path::new(new_dir), comparison.view)?;
     if (&old_text, &old_pair) != (&new_text, &new_pair) {
@@ -202,6 +214,42 @@ fn from_dumps(args: &DiffArgs, comparison: &mut Comparison) -> Result<(String, S
     comparison.add(0, 1, Probe { text: old_text, pair: old_pair, old, new })?;
     let label = |dir: &str, model: String| format!("{dir} ({model})");
     Ok((label(old_dir, old_model), label(new_dir, new_model)))
+}
+
+/// `attnmap diff OLD_CORPUS NEW_CORPUS`: text by text, as `--model OLD --against NEW --texts
+/// FILE` would run them, one text's dumps (old and new) read at a time.
+fn from_corpora(old_dir: &str, new_dir: &str, ui: &Ui, comparison: &mut Comparison) -> Result<(String, String)> {
+    let old = Corpus::open(Path::new(old_dir), "OLD")?;
+    let new = Corpus::open(Path::new(new_dir), "NEW")?;
+    let count = old.texts.len();
+    if count != new.texts.len() {
+        return Err(Error::Input(format!(
+            "cannot compare: {old_dir} holds {count} texts, {new_dir} {}; dump the same --texts FILE with both models",
+            new.texts.len()
+        )));
+    }
+    for (o, n) in old.texts.iter().zip(&new.texts) {
+        if (o.line, &o.text, &o.pair) != (n.line, &n.text, &n.pair) {
+            return Err(Error::Input(format!(
+                "cannot compare: text {} of {old_dir} is {:?}{}, of {new_dir} {:?}{}; dump the same --texts FILE with both models",
+                o.line,
+                o.text,
+                o.pair.as_ref().map(|p| format!(" (pair {p:?})")).unwrap_or_default(),
+                n.text,
+                n.pair.as_ref().map(|p| format!(" (pair {p:?})")).unwrap_or_default(),
+            )));
+        }
+    }
+    let progress = ui.progress_bar(count as u64, "texts");
+    for (index, (o, n)) in old.texts.iter().zip(&new.texts).enumerate() {
+        let (_, old_maps, text, pair) = read_dump(&o.folder, comparison.view)?;
+        let (_, new_maps, ..) = read_dump(&n.folder, comparison.view)?;
+        comparison.add(index, count, Probe { text, pair, old: old_maps, new: new_maps })?;
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let label = |dir: &str, corpus: &Corpus| format!("{dir} ({})", corpus.first.model);
+    Ok((label(old_dir, &old), label(new_dir, &new)))
 }
 
 /// Read a dump folder: its model, maps, text and pair. A dump attnmap could not
@@ -241,8 +289,7 @@ fn read_dump(dir: &Path, view: View) -> Result<(String, SideMaps, String, Option
     let pair = manifest.get("pair").and_then(|p| p.as_str()).map(str::to_string);
     let model = manifest.get("model").and_then(|m| m.as_str()).unwrap_or("unknown model").to_string();
     let causal = manifest.get("causal").and_then(|c| c.as_bool()).unwrap_or(false);
-    let npy = crate::output::read_regular_file(&dir.join("attention.npy")).map_err(|e| bad(format!("cannot read attention.npy ({e})")))?;
-    let (shape, values) = read_npy_f32(&npy).map_err(|e| bad(format!("attention.npy: {e}")))?;
+    let (shape, values) = read_npy_f32_file(&dir.join("attention.npy")).map_err(|e| bad(format!("attention.npy: {e}")))?;
     let said = [layers, heads, seq, seq];
     if shape != said {
         return Err(bad(format!("attention.npy has shape {shape:?} but manifest.json says [{layers}, {heads}, {seq}, {seq}] (layers, heads, seq_len); the dump is damaged, make it again")));

@@ -200,6 +200,11 @@ pub(super) fn write_dump(
         "type_ids": capture.input.type_ids,
         "tokens": capture.input.tokens,
         "labels": capture.input.labels,
+        // What `heads`, `find` and `diff` need to read a dump without the tokenizer (`--corpus`).
+        "sequence_ids": capture.input.sequence,
+        "word_ids": capture.input.word_ids,
+        "offsets": capture.input.offsets,
+        "special": capture.input.special,
         "truncated_tokens": capture.input.dropped,
         "attention": {
             "file": "attention.npy",

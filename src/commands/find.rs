@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::analysis::find::{builtin_rows, pair_candidates, results, threshold_count, Builtin, Problem, Rng};
+use crate::analysis::find::{pair_candidates, results, threshold_count, Builtin, Problem, Query, Rng};
 use crate::analysis::words::Word;
 use crate::capture::Capture;
 use crate::cli::{FindArgs, NullArg};
@@ -16,8 +16,8 @@ use crate::render::Colormap;
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
-use super::heads::{layers_by_heads, probe_texts, TextMaps};
-use super::{encode, model_name, open_model, Session};
+use super::heads::{layers_by_heads, probe_texts, OpenText, Source};
+use super::Session;
 
 /// How many texts `--repeat-random` makes.
 const REPEAT_RANDOM_TEXTS: usize = 20;
@@ -72,9 +72,12 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
         Some(dir) => Some(check_target_dir(dir, args.force)?),
         None => None,
     };
+    if args.null == NullArg::Shuffle && args.probe.corpus.is_some() {
+        return Err(Error::Usage("--null shuffle runs the model on shuffled texts, and --corpus has only the dumps' maps; use the keys null (the default) with --corpus, or --model with --texts".into()));
+    }
     let mut probes = match &relation {
         Relation::Pairs(path) => read_pairs_file(path)?,
-        Relation::Builtin(_) if args.repeat_random.is_some() => Vec::new(),
+        Relation::Builtin(_) if args.repeat_random.is_some() || args.probe.corpus.is_some() => Vec::new(),
         Relation::Builtin(_) => probe_texts(args.text.as_deref(), &args.probe)?
             .into_iter()
             .map(|(text, pair)| Probe { text, pair, pairs: None, encoded: None })
@@ -83,47 +86,47 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
     if args.null == NullArg::Shuffle && args.probe.words && matches!(relation, Relation::Builtin(_)) {
         return Err(Error::Usage("--null shuffle moves tokens, which breaks words apart; leave out --words (word pairs from --pairs work with either null)".into()));
     }
-    let session = open_model(&args.model, ui)?;
-    let info = session.loaded.model.info();
-    if info.causal && matches!(relation, Relation::Builtin(Builtin::NextToken)) {
+    let source = Source::open(&args.probe, &args.model, ui)?;
+    let (layers, heads_per_layer, causal) = source.shape();
+    if causal && matches!(relation, Relation::Builtin(Builtin::NextToken)) {
         return Err(Error::Usage("next-token cannot be found in a causal model: a decoder's query never sees the token after it; try previous-token".into()));
     }
-    if let Some(length) = args.repeat_random {
-        probes = repeat_random(&session, length, args.seed)?;
+    match (&source, args.repeat_random) {
+        (Source::Model(session), Some(length)) => probes = repeat_random(session, length, args.seed)?,
+        (Source::Corpus(_), _) => probes = corpus_probes(&source, probes, &relation)?,
+        _ => {}
     }
-    let total_heads = info.layers * info.heads;
+    let total_heads = layers * heads_per_layer;
     let mut problem = Problem::new(total_heads);
     // Token-level (from, to) of every item, per text, for the shuffle null.
     let mut token_relations: Vec<(Encoded, Vec<(Vec<usize>, Vec<usize>)>)> = Vec::new();
     let bar = ui.progress_bar(probes.len() as u64, "texts");
-    for probe in &probes {
-        let input = match &probe.encoded {
-            Some(encoded) => encoded.clone(),
-            None => encode(&session, &(probe.text.clone(), probe.pair.clone()))?,
+    let by_words = args.probe.words && matches!(relation, Relation::Builtin(_));
+    for (index, probe) in probes.iter().enumerate() {
+        let mut text = match (&probe.encoded, &source) {
+            (Some(encoded), Source::Model(session)) => OpenText::run(session, encoded.clone(), by_words)?,
+            _ => source.open_text(index, &(probe.text.clone(), probe.pair.clone()), by_words)?,
         };
-        let capture = Capture::run(session.loaded.model.as_ref(), &input, None, &[])?.capture;
-        let by_words = args.probe.words && matches!(relation, Relation::Builtin(_));
-        let maps = TextMaps::from_capture(&capture, by_words)?;
-        let n = maps.positions.len();
-        let mut relations = Vec::new();
-        match (&relation, &probe.pairs) {
-            (Relation::Builtin(builtin), _) => {
-                for (query, targets) in builtin_rows(&maps.positions, maps.causal, *builtin) {
-                    relations.push((vec![query], targets));
-                }
-                problem.add_builtin(&maps.maps, &maps.positions, maps.causal, *builtin);
-            }
-            (Relation::Pairs(path), Some((line, pairs))) => {
-                for spec in pairs {
-                    let (from, candidates) = resolve_pair(path, *line, spec, &input, &maps.words, maps.causal)?;
-                    problem.add_pair(&maps.maps, n, &from, &candidates, 0);
-                    relations.push((from, candidates[0].clone()));
-                }
-            }
-            (Relation::Pairs(_), None) => {}
-        }
+        // The queries need only the tokens; their weights are then read a layer at a time.
+        let queries = match (&relation, &probe.pairs) {
+            (Relation::Builtin(builtin), _) => Query::builtin(&text.positions, causal, *builtin),
+            (Relation::Pairs(path), Some((line, pairs))) => pairs
+                .iter()
+                .map(|spec| {
+                    let (from, candidates) = resolve_pair(path, *line, spec, &text.input, &text.words, causal)?;
+                    Ok(Query { from, pool: candidates, targets: vec![0] })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            (Relation::Pairs(_), None) => Vec::new(),
+        };
         if args.null == NullArg::Shuffle {
-            token_relations.push((input, relations));
+            let relations = queries.iter().map(|q| (q.from.clone(), q.targets.iter().flat_map(|&t| q.pool[t].clone()).collect())).collect();
+            token_relations.push((text.input.clone(), relations));
+        }
+        problem.start_text(queries);
+        let n = text.positions.len();
+        while let Some((layer, maps)) = text.next_layer()? {
+            problem.add_layer(&maps, layer * heads_per_layer, n);
         }
         bar.inc(1);
     }
@@ -135,7 +138,11 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
     let observed = problem.observed();
     let null = match args.null {
         NullArg::Keys => problem.keys_null(args.trials, args.seed),
-        NullArg::Shuffle => shuffle_null(&session, &token_relations, args.shuffles, args.seed, total_heads, ui)?,
+        NullArg::Shuffle => match &source {
+            Source::Model(session) => shuffle_null(session, &token_relations, args.shuffles, args.seed, total_heads, ui)?,
+            // Refused above: a shuffle needs forward passes.
+            Source::Corpus(_) => return Err(Error::Usage("--null shuffle needs --model".into())),
+        },
     };
     let smallest_p = 1.0 / (null.len() + 1) as f64;
     if !ui.quiet && smallest_p > args.alpha / total_heads as f64 {
@@ -148,10 +155,10 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
             if args.null == NullArg::Keys { "trials (--trials)" } else { "shuffles (--shuffles)" }
         );
     }
-    let heads = results(&observed, &null, info.heads, args.alpha);
+    let heads = results(&observed, &null, heads_per_layer, args.alpha);
     let report = FindReport {
         pattern: pattern_name(&relation),
-        model: model_name(&session.files),
+        model: source.model_name(),
         null: match args.null {
             NullArg::Keys => "keys",
             NullArg::Shuffle => "shuffle",
@@ -163,8 +170,8 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
         queries: problem.items.len(),
         // Word pairs are words whatever --words says.
         level: if args.probe.words || matches!(relation, Relation::Pairs(_)) { "words" } else { "tokens" },
-        layers: info.layers,
-        heads_per_layer: info.heads,
+        layers,
+        heads_per_layer,
         heads,
         threshold: args.threshold.map(|t| threshold_count(&observed, &null, t)),
     };
@@ -173,6 +180,37 @@ pub fn run(args: &FindArgs, ui: &Ui) -> Result<()> {
     }
     let text = if args.json { find_report::json(&report) } else { find_report::text(&report, args.top) };
     write_stdout(text.as_bytes())
+}
+
+/// The texts of `--corpus`: its own for a built-in relation; with `--pairs`, the pairs
+/// file's, which must be the corpus's texts in order (`dump --texts` reads the pairs file's
+/// "text" and "pair" and ignores its "pairs").
+fn corpus_probes(source: &Source, probes: Vec<Probe>, relation: &Relation) -> Result<Vec<Probe>> {
+    let texts = source.texts().unwrap_or_default();
+    let Relation::Pairs(path) = relation else {
+        return Ok(texts.into_iter().map(|(text, pair)| Probe { text, pair, pairs: None, encoded: None }).collect());
+    };
+    if probes.len() != texts.len() {
+        return Err(Error::Input(format!(
+            "--pairs {} holds {} texts but the corpus has {}; dump the pairs file itself (attnmap dump --texts {} --out DIR) and give that DIR to --corpus",
+            path.display(),
+            probes.len(),
+            texts.len(),
+            path.display()
+        )));
+    }
+    for (position, (probe, (text, pair))) in probes.iter().zip(&texts).enumerate() {
+        if (&probe.text, &probe.pair) != (text, pair) {
+            let line = probe.pairs.as_ref().map_or(0, |(line, _)| *line);
+            return Err(Error::Input(format!(
+                "--pairs {} line {line} is not text {} of the corpus ({text:?}); dump the pairs file itself (attnmap dump --texts {} --out DIR) and give that DIR to --corpus",
+                path.display(),
+                position + 1,
+                path.display()
+            )));
+        }
+    }
+    Ok(probes)
 }
 
 /// PATTERN or --pairs, checked before anything is loaded.

@@ -1,19 +1,21 @@
 //! `attnmap heads`: what every head does, over one text or a probe set, one
-//! text's maps at a time. Also the steps `find` shares: the texts and each
-//! text's maps at token or word level.
+//! text's maps at a time. Also the steps `find` shares: the texts, where their
+//! maps come from (a model, or a corpus of dumps), and each text's maps at token
+//! or word level.
 
 use std::path::Path;
 
 use crate::analysis::stats::{Accumulator, HeadStats, Positions, COLUMNS};
 use crate::analysis::words;
 use crate::capture::Capture;
-use crate::cli::{HeadsArgs, InputArgs, ProbeArgs, StyleArgs};
+use crate::cli::{HeadsArgs, InputArgs, ModelArgs, ProbeArgs, StyleArgs};
 use crate::error::{Error, Result};
 use crate::output::{check_target_dir, write_file, write_stdout, StagedDir};
 use crate::render::{self, heads_report, CellMark, Colormap, HeatmapOptions, Scale};
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
+use super::read_dumps::{Corpus, TextDump};
 use super::{encode, model_name, open_model, read_input, read_probe_file, Session};
 
 pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
@@ -22,26 +24,31 @@ pub fn run(args: &HeadsArgs, ui: &Ui) -> Result<()> {
         Some(dir) => Some(check_target_dir(dir, args.force)?),
         None => None,
     };
-    let texts = probe_texts(args.text.as_deref(), &args.probe)?;
-    let session = open_model(&args.model, ui)?;
-    let info = session.loaded.model.info();
-    let mut totals = Accumulator::new(info.layers, info.heads);
+    let texts = match &args.probe.corpus {
+        Some(_) => Vec::new(),
+        None => probe_texts(args.text.as_deref(), &args.probe)?,
+    };
+    let source = Source::open(&args.probe, &args.model, ui)?;
+    let texts = source.texts().unwrap_or(texts);
+    let (layers, heads_per_layer, causal) = source.shape();
+    let mut totals = Accumulator::new(layers, heads_per_layer);
     let bar = ui.progress_bar(texts.len() as u64, "texts");
-    for text in &texts {
-        let input = encode(&session, text)?;
-        let maps = TextMaps::run(&session, &input, args.probe.words)?;
-        totals.add(&maps.maps, &maps.positions, maps.causal);
+    for (index, text) in texts.iter().enumerate() {
+        let mut open = source.open_text(index, text, args.probe.words)?;
+        while let Some((layer, maps)) = open.next_layer()? {
+            totals.add_layer(layer, &maps, &open.positions, causal);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
     let heads = totals.finish();
     let report = heads_report::HeadsReport {
-        model: model_name(&session.files),
+        model: source.model_name(),
         texts: texts.len(),
         level: if args.probe.words { "words" } else { "tokens" },
-        causal: info.causal,
-        layers: info.layers,
-        heads_per_layer: info.heads,
+        causal,
+        layers,
+        heads_per_layer,
         heads,
     };
     if let (Some(dir), Some(parent)) = (&args.out, out_parent) {
@@ -128,29 +135,119 @@ pub(super) fn probe_texts(text: Option<&str>, probe: &ProbeArgs) -> Result<Vec<(
     }
 }
 
-/// One text's maps, `[layers * heads, n, n]`, over tokens or words.
-pub(super) struct TextMaps {
-    pub maps: Vec<f32>,
-    pub positions: Positions,
-    pub causal: bool,
-    /// The words of the input (also at token level: `find --pairs` names words).
-    pub words: Vec<words::Word>,
+/// Where each text's maps come from: a forward pass per text, or a corpus's dumps read
+/// back (`--corpus`), which give the same maps without the model.
+pub(super) enum Source {
+    Model(Session),
+    Corpus(Corpus),
 }
 
-impl TextMaps {
-    pub fn run(session: &Session, input: &Encoded, by_words: bool) -> Result<Self> {
-        let capture = Capture::run(session.loaded.model.as_ref(), input, None, &[])?.capture;
-        Self::from_capture(&capture, by_words)
+impl Source {
+    /// `--corpus DIR` (checked, nothing read but its index and first manifest), else `--model`.
+    pub fn open(probe: &ProbeArgs, model: &ModelArgs, ui: &Ui) -> Result<Self> {
+        match &probe.corpus {
+            Some(dir) => {
+                let corpus = Corpus::open(dir, "--corpus")?;
+                if !ui.quiet {
+                    let texts = corpus.texts.len();
+                    eprintln!("attnmap: {} text{} dumped by {} in {}", texts, if texts == 1 { "" } else { "s" }, corpus.first.model, dir.display());
+                }
+                Ok(Source::Corpus(corpus))
+            }
+            None => Ok(Source::Model(open_model(model, ui)?)),
+        }
     }
 
-    pub fn from_capture(capture: &Capture, by_words: bool) -> Result<Self> {
-        let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
-        let words = words::words(&capture.input);
-        let (maps, positions) = if by_words {
-            (words::merge_maps(&dense, capture.seq, &words), Positions::words(&words))
-        } else {
-            (dense, Positions::tokens(&capture.input))
+    /// Layers, heads per layer, and whether attention is causal.
+    pub fn shape(&self) -> (usize, usize, bool) {
+        match self {
+            Source::Model(session) => {
+                let info = session.loaded.model.info();
+                (info.layers, info.heads, info.causal)
+            }
+            Source::Corpus(corpus) => (corpus.first.layers, corpus.first.heads, corpus.first.causal),
+        }
+    }
+
+    pub fn model_name(&self) -> String {
+        match self {
+            Source::Model(session) => model_name(&session.files),
+            Source::Corpus(corpus) => corpus.model_name(),
+        }
+    }
+
+    /// A corpus's texts, in order; `None` for a model (the texts come from the command line).
+    pub fn texts(&self) -> Option<Vec<(String, Option<String>)>> {
+        match self {
+            Source::Model(_) => None,
+            Source::Corpus(corpus) => Some(corpus.texts.iter().map(|t| (t.text.clone(), t.pair.clone())).collect()),
+        }
+    }
+
+    /// Open text `index`: `text` encoded and run through the model, or the corpus's
+    /// `index`-th dump, whose maps are then read a layer at a time.
+    pub fn open_text(&self, index: usize, text: &(String, Option<String>), by_words: bool) -> Result<OpenText> {
+        match self {
+            Source::Model(session) => OpenText::run(session, encode(session, text)?, by_words),
+            Source::Corpus(corpus) => {
+                let dumped = corpus.open_text(index)?;
+                let input = dumped.input.clone();
+                Ok(OpenText::new(input, Layers::Dump(dumped), by_words))
+            }
+        }
+    }
+}
+
+/// Where an open text's layers come from.
+enum Layers {
+    Captured(Capture),
+    Dump(TextDump),
+}
+
+/// One text with its positions (tokens or words) known and its maps to come, a layer at a
+/// time: a corpus's text is never held whole.
+pub(super) struct OpenText {
+    pub input: Encoded,
+    pub words: Vec<words::Word>,
+    pub positions: Positions,
+    by_words: bool,
+    layers: Layers,
+    next: usize,
+}
+
+impl OpenText {
+    /// Run the model on `input`.
+    pub fn run(session: &Session, input: Encoded, by_words: bool) -> Result<Self> {
+        let capture = Capture::run(session.loaded.model.as_ref(), &input, None, &[])?.capture;
+        Ok(Self::new(input, Layers::Captured(capture), by_words))
+    }
+
+    fn new(input: Encoded, layers: Layers, by_words: bool) -> Self {
+        let words = words::words(&input);
+        let positions = if by_words { Positions::words(&words) } else { Positions::tokens(&input) };
+        OpenText { input, words, positions, by_words, layers, next: 0 }
+    }
+
+    /// The next layer and its maps, `[heads, n, n]` over tokens or words; `None` after the last.
+    pub fn next_layer(&mut self) -> Result<Option<(usize, Vec<f32>)>> {
+        let layer = self.next;
+        let maps = match &mut self.layers {
+            Layers::Captured(capture) if layer < capture.layers => {
+                let maps = capture.layer(layer).ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+                if self.by_words {
+                    words::merge_maps(maps, self.input.len(), &self.words)
+                } else {
+                    maps.to_vec()
+                }
+            }
+            Layers::Captured(_) => return Ok(None),
+            Layers::Dump(dump) => match dump.next_layer()? {
+                Some(maps) if self.by_words => words::merge_maps(&maps, self.input.len(), &self.words),
+                Some(maps) => maps,
+                None => return Ok(None),
+            },
         };
-        Ok(TextMaps { maps, positions, causal: capture.causal, words })
+        self.next += 1;
+        Ok(Some((layer, maps)))
     }
 }

@@ -9,6 +9,7 @@ pub mod find;
 pub mod heads;
 pub mod info;
 pub mod man;
+pub mod read_dumps;
 pub mod show;
 pub mod view;
 pub mod views;
@@ -198,15 +199,16 @@ pub fn encode(session: &Session, (text, pair): &(String, Option<String>)) -> Res
 
 /// The model's short name, for titles and file names.
 pub fn model_name(files: &ModelFiles) -> String {
-    let trimmed = files.id.trim_end_matches(['/', '\\']);
+    short_name(&files.id).unwrap_or_else(|| files.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()))
+}
+
+/// The last part of a model id or path (`None` when it names no folder, as "." does).
+pub fn short_name(id: &str) -> Option<String> {
+    let trimmed = id.trim_end_matches(['/', '\\']);
     let last = trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed);
     // A GGUF file's name says the model and its quantization; the extension says nothing.
     let last = last.strip_suffix(".gguf").filter(|stem| !stem.is_empty()).unwrap_or(last);
-    if last.is_empty() || last == "." || last == ".." {
-        files.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
-    } else {
-        last.to_string()
-    }
+    (!(last.is_empty() || last == "." || last == "..")).then(|| last.to_string())
 }
 
 /// Render one head of a capture as a PNG heatmap.

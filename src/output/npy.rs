@@ -29,7 +29,89 @@ pub fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
 /// and values in C order.
 pub fn read_npy_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     let (header, data) = split_header(bytes)?;
-    let header = parse_header(&header)?;
+    let (shape, little_endian, count) = check_f32_header(&header)?;
+    if count.checked_mul(4) != Some(data.len()) {
+        return Err(format!("the data has {} bytes but shape {shape:?} of float32 needs {}", data.len(), count.saturating_mul(4)));
+    }
+    let mut values = Vec::with_capacity(count);
+    decode_f32(data, little_endian, &mut values);
+    Ok((shape, values))
+}
+
+/// As [`read_npy_f32`], reading the file through a small buffer instead of whole: the
+/// values are the only copy held (a corpus's texts are read one after another this way).
+pub fn read_npy_f32_file(path: &std::path::Path) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let mut reader = NpyReader::open(path)?;
+    let count = reader.left;
+    let mut values = Vec::with_capacity(count);
+    reader.read(count, &mut values)?;
+    Ok((reader.shape, values))
+}
+
+/// A float32 `.npy` file read in pieces: the header (checked against the file's size) when
+/// opened, then the values in C order, as many at a time as asked (a layer of maps, say).
+pub struct NpyReader {
+    pub shape: Vec<usize>,
+    little_endian: bool,
+    /// Values not read yet.
+    left: usize,
+    reader: std::io::BufReader<std::fs::File>,
+}
+
+impl NpyReader {
+    pub fn open(path: &std::path::Path) -> Result<Self, String> {
+        use std::io::Read;
+        // Checked before opening: opening a FIFO would wait for a writer.
+        if !std::fs::metadata(path).map_err(|e| e.to_string())?.is_file() {
+            return Err("not a regular file".into());
+        }
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut reader = std::io::BufReader::new(file);
+        let mut prefix = Vec::with_capacity(12);
+        reader.by_ref().take(10).read_to_end(&mut prefix).map_err(|e| e.to_string())?;
+        if prefix.len() == 10 && matches!(prefix[6], 2 | 3) {
+            reader.by_ref().take(2).read_to_end(&mut prefix).map_err(|e| e.to_string())?;
+        }
+        let (start, length) = header_extent(&prefix)?;
+        if (start + length) as u64 > size {
+            return Err("truncated .npy header".into());
+        }
+        let mut raw = Vec::with_capacity(length);
+        reader.by_ref().take(length as u64).read_to_end(&mut raw).map_err(|e| e.to_string())?;
+        let (shape, little_endian, count) = check_f32_header(&header_text(&prefix[6..8], &raw)?)?;
+        let data_len = size - (start + length) as u64;
+        if count.checked_mul(4).map(|n| n as u64) != Some(data_len) {
+            return Err(format!("the data has {data_len} bytes but shape {shape:?} of float32 needs {}", count.saturating_mul(4)));
+        }
+        Ok(NpyReader { shape, little_endian, left: count, reader })
+    }
+
+    /// Append the next `count` values to `values`.
+    pub fn read(&mut self, count: usize, values: &mut Vec<f32>) -> Result<(), String> {
+        use std::io::Read;
+        if count > self.left {
+            return Err(format!("asked for {count} values, {} are left", self.left));
+        }
+        values.reserve(count);
+        let mut buffer = vec![0u8; (count * 4).min(1 << 16)];
+        let mut wanted = count * 4;
+        while wanted > 0 {
+            let chunk = wanted.min(buffer.len());
+            self.reader
+                .read_exact(&mut buffer[..chunk])
+                .map_err(|e| format!("the data ended early ({e}; the file changed while it was read?)"))?;
+            decode_f32(&buffer[..chunk], self.little_endian, values);
+            wanted -= chunk;
+        }
+        self.left -= count;
+        Ok(())
+    }
+}
+
+/// The dtype and order checks of a float32 array: its shape, byte order and value count.
+fn check_f32_header(text: &str) -> Result<(Vec<usize>, bool, usize), String> {
+    let header = parse_header(text)?;
     let little_endian = match header.descr.as_str() {
         "<f4" => true,
         ">f4" => false,
@@ -39,25 +121,29 @@ pub fn read_npy_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         return Err("the array is in Fortran order; save it with np.ascontiguousarray(...) first".into());
     }
     let count = header.shape.iter().try_fold(1usize, |total, &d| total.checked_mul(d)).ok_or_else(|| format!("shape {:?} is too large", header.shape))?;
-    if count.checked_mul(4) != Some(data.len()) {
-        return Err(format!("the data has {} bytes but shape {:?} of float32 needs {}", data.len(), header.shape, count.saturating_mul(4)));
-    }
-    let values = data
-        .chunks_exact(4)
-        .map(|c| {
-            let c = [c[0], c[1], c[2], c[3]];
-            if little_endian {
-                f32::from_le_bytes(c)
-            } else {
-                f32::from_be_bytes(c)
-            }
-        })
-        .collect();
-    Ok((header.shape, values))
+    Ok((header.shape, little_endian, count))
+}
+
+fn decode_f32(data: &[u8], little_endian: bool, values: &mut Vec<f32>) {
+    values.extend(data.chunks_exact(4).map(|c| {
+        let c = [c[0], c[1], c[2], c[3]];
+        if little_endian {
+            f32::from_le_bytes(c)
+        } else {
+            f32::from_be_bytes(c)
+        }
+    }));
 }
 
 /// The magic, version and length prefix: returns the header text and the data after it.
 fn split_header(bytes: &[u8]) -> Result<(String, &[u8]), String> {
+    let (start, length) = header_extent(bytes)?;
+    let end = start.checked_add(length).filter(|&end| end <= bytes.len()).ok_or("truncated .npy header")?;
+    Ok((header_text(&bytes[6..8], &bytes[start..end])?, &bytes[end..]))
+}
+
+/// Where the header starts and how long it is, from the magic, version and length prefix.
+fn header_extent(bytes: &[u8]) -> Result<(usize, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (it does not start with \\x93NUMPY)".into());
     }
@@ -71,15 +157,17 @@ fn split_header(bytes: &[u8]) -> Result<(String, &[u8]), String> {
     if minor != 0 {
         return Err(format!(".npy format version {major}.{minor} is not one of 1.0, 2.0, 3.0"));
     }
-    let end = start.checked_add(length).filter(|&end| end <= bytes.len()).ok_or("truncated .npy header")?;
-    let raw = &bytes[start..end];
-    let text = if major == 3 {
-        std::str::from_utf8(raw).map_err(|_| "the .npy header is not UTF-8")?.to_string()
+    Ok((start, length))
+}
+
+/// The header's text: Latin-1 in versions 1 and 2, UTF-8 in 3.
+fn header_text(version: &[u8], raw: &[u8]) -> Result<String, String> {
+    if version[0] == 3 {
+        Ok(std::str::from_utf8(raw).map_err(|_| "the .npy header is not UTF-8")?.to_string())
     } else {
         // Latin-1: every byte is the code point of the same number.
-        raw.iter().map(|&b| char::from(b)).collect()
-    };
-    Ok((text, &bytes[end..]))
+        Ok(raw.iter().map(|&b| char::from(b)).collect())
+    }
 }
 
 /// What the header dict says.
@@ -326,6 +414,39 @@ mod tests {
         let big_endian: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
         let big = with_header(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,)}\n", &big_endian);
         assert_eq!(read_npy_f32(&big).unwrap().1, vec![1.5, -2.0]);
+    }
+
+    /// The file reader reads what the byte reader reads, and refuses what it refuses, for
+    /// arrays larger than its buffer (a value split across reads) and headers of every version.
+    #[test]
+    fn the_file_reader_agrees_with_the_byte_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.npy");
+        let values: Vec<f32> = (0..50_001).map(|i| (i as f32).sin()).collect();
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (50001,), }\n";
+        let big_endian: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let cases = [
+            npy_f32(&[7, 7143], &values[..50_001]),
+            with_header(2, header, &floats(&values)),
+            with_header(3, header, &floats(&values)),
+            with_header(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,)}\n", &big_endian),
+            with_header(1, "{'descr': '<f4', 'fortran_order': False, 'shape': ()}\n", &floats(&[7.5])),
+        ];
+        for bytes in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(read_npy_f32_file(&path).unwrap(), read_npy_f32(&bytes).unwrap());
+        }
+        let whole = npy_f32(&[4, 4], &[0.25; 16]);
+        for cut in [3, 11, whole.len() - 1] {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            assert!(read_npy_f32(&whole[..cut]).is_err());
+            assert!(read_npy_f32_file(&path).is_err(), "cut at {cut}");
+        }
+        let mut longer = whole.clone();
+        longer.extend([0; 4]);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(read_npy_f32_file(&path).unwrap_err().contains("68 bytes"));
+        assert!(read_npy_f32_file(dir.path()).unwrap_err().contains("not a regular file"));
     }
 
     /// What the old substring matcher let through or misread.
