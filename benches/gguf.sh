@@ -14,7 +14,9 @@
 # [layers, heads, seq, seq] array; and CANDLE_MI_MODEL to SmolLM2 saved from
 # this GGUF as f32 safetensors (transformers: from_pretrained(dir,
 # gguf_file=...), state dict to model.safetensors, config and tokenizer
-# beside it). Both rows then run interleaved on the same text.
+# beside it; candle-mi 0.2.2 reads only a top-level "rope_theta", which
+# transformers 5 nests in "rope_parameters": copy it up, or its maps are off by
+# 0.65). Both rows then run interleaved on the same text.
 #
 # `show` keeps one head and computes attention in query blocks, so its peak
 # grows with seq x block plus the one map kept (seq^2 floats), not with every
