@@ -9,7 +9,9 @@
 //! a child process (benches/forward_torch.py) asked for one pass at a time, so
 //! the two are interleaved and a loaded machine slows both alike. Threads:
 //! `RAYON_NUM_THREADS` (candle and attnmap's kernels), else all cores; PyTorch
-//! is given the same number. Prints medians and the ratio attnmap / PyTorch.
+//! is given the same number. Prints medians and the ratio attnmap / PyTorch, of
+//! wall-clock time and of process CPU time (each side's own process; on a
+//! machine others are using, the CPU time is the steadier of the two).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -52,12 +54,17 @@ impl Torch {
         Ok(Self { child, stdin, stdout })
     }
 
-    fn time(&mut self, input: &Encoded) -> f64 {
+    /// Wall-clock and CPU milliseconds of one forward pass.
+    fn time(&mut self, input: &Encoded) -> (f64, f64) {
         let request = serde_json::json!({"input_ids": input.ids, "token_type_ids": input.type_ids});
         writeln!(self.stdin, "{request}").expect("write to python");
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("read from python");
-        line.trim().parse().unwrap_or_else(|_| panic!("python answered {line:?}"))
+        let parsed: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+        match parsed[..] {
+            [wall, cpu] => (wall, cpu),
+            _ => panic!("python answered {line:?}"),
+        }
     }
 }
 
@@ -66,6 +73,14 @@ impl Drop for Torch {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// This process's CPU time so far, in milliseconds (all its threads).
+fn cpu_ms() -> f64 {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the one it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    time.tv_sec as f64 * 1e3 + time.tv_nsec as f64 / 1e6
 }
 
 fn median(times: &mut [f64]) -> f64 {
@@ -113,10 +128,10 @@ fn main() {
             }
         };
         let run_ours = || {
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), cpu_ms());
             let run = Capture::run(loaded.model.as_ref(), &input, None, &[]).expect("forward");
             std::hint::black_box(run.capture.head(0, 0));
-            start.elapsed().as_secs_f64() * 1e3
+            (start.elapsed().as_secs_f64() * 1e3, cpu_ms() - cpu)
         };
         // Warm up both (allocator, thread pools, PyTorch's first-call setup).
         for _ in 0..2 {
@@ -125,7 +140,7 @@ fn main() {
                 torch.time(&input);
             }
         }
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs): (Vec<(f64, f64)>, Vec<(f64, f64)>) = (Vec::new(), Vec::new());
         let deadline = Instant::now() + Duration::from_secs(6);
         while ours.len() < 7 || (Instant::now() < deadline && ours.len() < 200) {
             ours.push(run_ours());
@@ -134,15 +149,20 @@ fn main() {
             }
         }
         let runs = ours.len();
-        let ours = median(&mut ours);
+        let medians = |times: &[(f64, f64)]| {
+            let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = times.iter().copied().unzip();
+            (median(&mut wall), median(&mut cpu))
+        };
+        let (ours, ours_cpu) = medians(&ours);
         match theirs.is_empty() {
-            true => println!("forward + capture, {:>3} tokens: attnmap median {ours:.2} ms ({runs} runs)", input.len()),
+            true => println!("forward + capture, {:>3} tokens: attnmap median {ours:.2} ms, CPU {ours_cpu:.2} ms ({runs} runs)", input.len()),
             false => {
-                let theirs = median(&mut theirs);
+                let (theirs, theirs_cpu) = medians(&theirs);
                 println!(
-                    "forward + capture, {:>3} tokens: attnmap median {ours:.2} ms, PyTorch median {theirs:.2} ms, ratio {:.2}x ({runs} interleaved runs each)",
+                    "forward + capture, {:>3} tokens: attnmap median {ours:.2} ms, PyTorch median {theirs:.2} ms, ratio {:.2}x; CPU time {ours_cpu:.2} against {theirs_cpu:.2} ms, ratio {:.2}x ({runs} interleaved runs each)",
                     input.len(),
-                    ours / theirs
+                    ours / theirs,
+                    ours_cpu / theirs_cpu
                 );
             }
         }

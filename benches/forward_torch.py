@@ -5,7 +5,8 @@ Rust bench can interleave the two (the machine's load then hits both alike).
 Protocol (lines on stdin/stdout): it prints "ready" once the model is loaded,
 or "unavailable: WHY" and exits if torch/transformers cannot be imported.
 Each request is a JSON object {"input_ids": [...], "token_type_ids": [...]};
-the answer is the forward time in milliseconds.
+the answer is the forward time in milliseconds, wall clock then process CPU
+time (the CPU time is what a loaded machine disturbs least).
 
 Run by the bench: python3 benches/forward_torch.py MODEL_DIR THREADS
 """
@@ -32,11 +33,11 @@ def main():
         types = torch.tensor([request["token_type_ids"]])
         mask = torch.ones_like(ids)
         with torch.inference_mode():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             out = model(input_ids=ids, token_type_ids=types, attention_mask=mask, output_attentions=True)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert len(out.attentions) == model.config.num_hidden_layers
-        print(f"{elapsed * 1e3:.4f}", flush=True)
+        print(f"{elapsed * 1e3:.4f} {cpu * 1e3:.4f}", flush=True)
 
 
 if __name__ == "__main__":

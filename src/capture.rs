@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::hooks::{ActivationCache, HookFilter, HookKind, HookPoint};
+use crate::hooks::{ActivationCache, HookFilter, HookKind, HookPoint, HookSink};
 use crate::model::{ArchInfo, AttentionModel};
 use crate::tokenize::Encoded;
 
@@ -61,21 +61,16 @@ impl Capture {
                 check_layer(info, layer)?;
             }
         }
-        if let Some((index, &id)) = input.ids.iter().enumerate().find(|(_, &id)| id as usize >= info.vocab_size) {
-            return Err(Error::Input(format!(
-                "token {:?} has id {id}, outside this model's vocabulary of {} ids; the tokenizer does not belong to these weights (check tokenizer.json against config.json's vocab_size)",
-                input.tokens.get(index).map(String::as_str).unwrap_or("?"),
-                info.vocab_size
-            )));
-        }
+        check_ids(info, input)?;
         let mut kinds = vec![HookKind::Pattern];
         kinds.extend(extra.iter().copied().filter(|k| *k != HookKind::Pattern));
         let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() }).with_pattern_heads(kept_heads.clone());
-        let hidden = model.forward(input, &mut cache)?;
+        let mut sink = KeepPatterns { cache: &mut cache, maps: vec![None; info.layers] };
+        let hidden = model.forward(input, &mut sink)?;
+        let mut layer_maps = sink.maps;
         let seq = input.len();
-        let mut layer_maps = vec![None; info.layers];
         for (layer, slot) in layer_maps.iter_mut().enumerate() {
-            // Moved out of the cache, so a long input's maps are not held twice once copied.
+            // A pattern recorded as a tensor is moved out of the cache, so it is not held twice once copied.
             if let Some(pattern) = cache.take(HookPoint::new(layer, HookKind::Pattern)) {
                 *slot = Some(pattern.flatten_all()?.to_vec1::<f32>()?);
             }
@@ -89,6 +84,26 @@ impl Capture {
         let capture = Capture { input: input.clone(), layers: info.layers, heads: info.heads, seq, causal: info.causal, layer_maps, kept_heads, value_norms };
         capture.check_finite()?;
         Ok(Run { capture, cache, hidden })
+    }
+
+    /// Run `model` on `input`, handing every layer's maps to `sink` as soon as the layer is
+    /// computed and keeping none of them (ripgrep's searcher and its `Sink`): what a dump of a
+    /// model with thousands of heads needs. With `value_norms` each layer also carries its
+    /// ‖v_j W_O^h‖ (the norm view). The maps are checked for NaN/inf before the sink sees them.
+    pub fn stream(model: &dyn AttentionModel, input: &Encoded, value_norms: bool, sink: &mut dyn LayerSink) -> Result<Tensor> {
+        let info = model.info();
+        check_ids(info, input)?;
+        let mut hooks = StreamHooks { sink, value_norms, seq: input.len(), pending: None, error: None };
+        let hidden = model.forward(input, &mut hooks);
+        // The sink's own error, not the forward pass's wrapping of it.
+        if let Some(error) = hooks.error.take() {
+            return Err(error);
+        }
+        let hidden = hidden?;
+        if let Some(pending) = hooks.pending.take() {
+            return Err(Error::Input(format!("layer {} computed no {}", pending.layer, if pending.patterns.is_none() { "attention pattern" } else { "value norms" })));
+        }
+        Ok(hidden)
     }
 
     /// Build a capture from plain numbers (a dump read back, a test).
@@ -161,7 +176,7 @@ impl Capture {
         let per_head = self.seq * self.seq;
         for (layer, maps) in self.layer_maps.iter().enumerate() {
             let Some(maps) = maps else { continue };
-            if let Some(index) = maps.iter().position(|v| !v.is_finite()) {
+            if let Some(index) = first_non_finite(maps) {
                 let slot = index / per_head;
                 return Err(Error::NonFinite {
                     layer,
@@ -176,12 +191,163 @@ impl Capture {
     }
 }
 
+/// Refuse token ids past the embedding table before the forward pass indexes it.
+fn check_ids(info: &ArchInfo, input: &Encoded) -> Result<()> {
+    if let Some((index, &id)) = input.ids.iter().enumerate().find(|(_, &id)| id as usize >= info.vocab_size) {
+        return Err(Error::Input(format!(
+            "token {:?} has id {id}, outside this model's vocabulary of {} ids; the tokenizer does not belong to these weights (check tokenizer.json against config.json's vocab_size)",
+            input.tokens.get(index).map(String::as_str).unwrap_or("?"),
+            info.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+/// One layer's maps, as [`Capture::stream`] hands them on (borrowed: the sink copies what it keeps).
+pub struct LayerMaps<'a> {
+    pub layer: usize,
+    pub heads: usize,
+    pub seq: usize,
+    /// `[heads, query, key]` softmax weights.
+    pub patterns: &'a [f32],
+    /// `[heads, key]` ‖v_j W_O^h‖, when asked for.
+    pub value_norms: Option<&'a [f32]>,
+}
+
+impl LayerMaps<'_> {
+    /// One head's `[query, key]` map.
+    pub fn head(&self, head: usize) -> &[f32] {
+        let per_head = self.seq * self.seq;
+        &self.patterns[head * per_head..(head + 1) * per_head]
+    }
+}
+
+/// Where [`Capture::stream`] pushes each layer, lowest first. An error stops the forward pass.
+pub trait LayerSink {
+    fn layer(&mut self, maps: LayerMaps) -> Result<()>;
+}
+
+/// A layer seen in part: its pattern and (when asked for) its value norms arrive as separate hooks.
+struct Pending {
+    layer: usize,
+    patterns: Option<Vec<f32>>,
+    norms: Option<Vec<f32>>,
+}
+
+/// The hook sink [`Capture::stream`] gives the model: it turns hook tensors into plain
+/// per-layer numbers for a [`LayerSink`] and holds at most one layer meanwhile.
+struct StreamHooks<'s> {
+    sink: &'s mut dyn LayerSink,
+    value_norms: bool,
+    seq: usize,
+    pending: Option<Pending>,
+    /// The first error of the sink, reported as itself rather than as a failed forward pass.
+    error: Option<Error>,
+}
+
+impl StreamHooks<'_> {
+    fn receive(&mut self, point: HookPoint, values: Vec<f32>) -> Result<()> {
+        let pending = match &mut self.pending {
+            Some(pending) if pending.layer == point.layer => pending,
+            Some(pending) => return Err(Error::Input(format!("layer {} began before layer {} was complete", point.layer, pending.layer))),
+            slot => slot.insert(Pending { layer: point.layer, patterns: None, norms: None }),
+        };
+        match point.kind {
+            HookKind::Pattern => pending.patterns = Some(values),
+            _ => pending.norms = Some(values),
+        }
+        if pending.patterns.is_none() || (self.value_norms && pending.norms.is_none()) {
+            return Ok(());
+        }
+        let Some(Pending { layer, patterns: Some(patterns), norms }) = self.pending.take() else { return Ok(()) };
+        let seq = self.seq;
+        let per_head = (seq * seq).max(1);
+        if let Some(index) = first_non_finite(&patterns) {
+            return Err(Error::NonFinite { layer, head: index / per_head, query: index % per_head / seq, key: index % seq, value: patterns[index] });
+        }
+        let maps = LayerMaps { layer, heads: patterns.len() / per_head, seq, patterns: &patterns, value_norms: norms.as_deref() };
+        self.sink.layer(maps)
+    }
+}
+
+impl HookSink for StreamHooks<'_> {
+    fn wants(&self, point: HookPoint) -> bool {
+        self.error.is_none() && (point.kind == HookKind::Pattern || (self.value_norms && point.kind == HookKind::ValueNorm))
+    }
+
+    fn record(&mut self, point: HookPoint, value: &Tensor) -> Result<()> {
+        if !self.wants(point) {
+            return Ok(());
+        }
+        let values = value.flatten_all()?.to_vec1::<f32>()?;
+        self.receive(point, values).map_err(|error| self.keep(error))
+    }
+
+    /// The pattern's own buffer, taken as it is (no copy out of a tensor).
+    fn record_pattern(&mut self, layer: usize, values: Vec<f32>, _shape: (usize, usize, usize)) -> Result<()> {
+        let point = HookPoint::new(layer, HookKind::Pattern);
+        if !self.wants(point) {
+            return Ok(());
+        }
+        self.receive(point, values).map_err(|error| self.keep(error))
+    }
+}
+
+impl StreamHooks<'_> {
+    /// Keep the sink's error to report as itself; the forward pass gets a copy of its message.
+    fn keep(&mut self, error: Error) -> Error {
+        let message = error.to_string();
+        self.error = Some(error);
+        Error::Input(message)
+    }
+}
+
+/// Where the first NaN or infinity lies: blocks first (a branch-free pass the compiler
+/// vectorises), then the value within the block.
+fn first_non_finite(values: &[f32]) -> Option<usize> {
+    let block = values.chunks(256).position(|block| !block.iter().fold(true, |finite, v| finite & v.is_finite()))?;
+    values[block * 256..].iter().position(|v| !v.is_finite()).map(|index| block * 256 + index)
+}
+
 /// `layer` must name a layer of the model.
 pub fn check_layer(info: &ArchInfo, layer: usize) -> Result<()> {
     if layer >= info.layers {
         return Err(Error::LayerOutOfRange { layer, count: info.layers });
     }
     Ok(())
+}
+
+/// The sink [`Capture::run_heads`] gives the model: the cache, except that patterns handed
+/// over as plain numbers ([`HookSink::record_pattern`]) are kept as they are, not copied out
+/// of a tensor (at 512 tokens that copy was a tenth of the forward pass).
+struct KeepPatterns<'c> {
+    cache: &'c mut ActivationCache,
+    maps: Vec<Option<Vec<f32>>>,
+}
+
+impl HookSink for KeepPatterns<'_> {
+    fn wants(&self, point: HookPoint) -> bool {
+        self.cache.wants(point)
+    }
+
+    fn record(&mut self, point: HookPoint, value: &Tensor) -> Result<()> {
+        self.cache.record(point, value)
+    }
+
+    fn last_layer(&self) -> Option<usize> {
+        self.cache.last_layer()
+    }
+
+    fn pattern_heads(&self, layer: usize) -> Option<Vec<usize>> {
+        self.cache.pattern_heads(layer)
+    }
+
+    fn record_pattern(&mut self, layer: usize, values: Vec<f32>, _shape: (usize, usize, usize)) -> Result<()> {
+        if let Some(slot) = self.maps.get_mut(layer).filter(|_| self.cache.wants(HookPoint::new(layer, HookKind::Pattern))) {
+            *slot = Some(values);
+        }
+        Ok(())
+    }
 }
 
 /// `head` must name a query head of the model.

@@ -242,6 +242,10 @@ maps/attention.npy is float32 [layers, heads, query, key]; maps/manifest.json na
 --views adds norm.npy [layers, heads, query, key], rollout.npy and flow.npy [layers, query, key]
 with their pictures; --words adds the same arrays over words under maps/words/.
 
+Big models: a dump holds one layer of maps at a time, so its limit is the disk (checked before
+any work); --no-pictures skips the per-head PNGs, most of the time of a many-head dump:
+  attnmap dump --file long.txt --model big-model/ --out maps/ --no-pictures
+
 Many texts (a corpus, resumable, shardable across machines):
   attnmap dump --texts probes.txt --out corpus/                 (corpus/00001/, ..., index.jsonl)
   attnmap dump --texts probes.txt --out corpus/ --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT";
@@ -280,6 +284,12 @@ pub struct DumpArgs {
     /// Also write SVG pictures: heads/L{ll}_H{hh}.svg and grid.svg (vector text, for papers).
     #[arg(long)]
     pub svg: bool,
+
+    /// Write no picture per map (heads/*.png and the views' pictures): the arrays, grid.png,
+    /// view.html and the manifest only. Drawing and PNG-encoding every head is most of a big
+    /// model's dump time (9,216 heads of a 96 x 96 model); draw the few you need with `show`.
+    #[arg(long, conflicts_with = "svg")]
+    pub no_pictures: bool,
 
     /// A corpus: one dump per text of FILE (lines, or JSON lines {"text": ..., "pair": ...}) in
     /// DIR/00001/, DIR/00002/, ... plus DIR/index.jsonl. A rerun resumes: complete dumps are kept.

@@ -85,6 +85,12 @@ pub trait HookSink {
     fn pattern_heads(&self, _layer: usize) -> Option<Vec<usize>> {
         None
     }
+    /// Receive `hook_pattern` as owned numbers, `[heads, query, key]` (the heads of
+    /// [`HookSink::pattern_heads`]): a sink that keeps the maps takes the buffer instead of
+    /// copying it out of a tensor. By default it is handed to [`HookSink::record`] as a tensor.
+    fn record_pattern(&mut self, layer: usize, values: Vec<f32>, shape: (usize, usize, usize)) -> Result<()> {
+        self.record(HookPoint::new(layer, HookKind::Pattern), &Tensor::from_vec(values, shape, &candle_core::Device::Cpu)?)
+    }
 }
 
 /// Which hook points to keep: kinds, at some layers (all layers when `layers` is `None`).

@@ -149,18 +149,29 @@ fn matmul(a: &[f64], b: &[f64], seq: usize) -> Vec<f64> {
 
 /// R_0 .. R_{n-1} for the `n` layers given (each `[heads, seq, seq]`, from layer 0 up).
 pub fn rollout(layers: &[&[f32]], heads: usize, seq: usize) -> Vec<Vec<f32>> {
-    let mut rolled: Option<Vec<f64>> = None;
-    let mut out = Vec::with_capacity(layers.len());
-    for patterns in layers {
+    let mut rolling = Rollout::default();
+    layers.iter().map(|patterns| rolling.push(patterns, heads, seq)).collect()
+}
+
+/// Rollout one layer at a time, keeping only the running product (one `[seq, seq]` in f64):
+/// what a dump streaming its layers needs.
+#[derive(Debug, Default)]
+pub struct Rollout {
+    rolled: Option<Vec<f64>>,
+}
+
+impl Rollout {
+    /// R_l from the next layer's patterns (`[heads, seq, seq]`), layers pushed from 0 up.
+    pub fn push(&mut self, patterns: &[f32], heads: usize, seq: usize) -> Vec<f32> {
         let residual = residual_attention(patterns, heads, seq);
-        let next = match rolled {
+        let next = match self.rolled.take() {
             None => residual,
             Some(previous) => matmul(&residual, &previous, seq),
         };
-        out.push(next.iter().map(|&v| v as f32).collect());
-        rolled = Some(next);
+        let out = next.iter().map(|&v| v as f32).collect();
+        self.rolled = Some(next);
+        out
     }
-    out
 }
 
 /// A layered graph's edges in compressed rows, with each edge's reverse for the residual.
@@ -347,8 +358,14 @@ pub fn check_flow_size(layers: usize, seq: usize) -> Result<()> {
 /// `[seq, seq]` with rows normalised to 1.
 pub fn flow(layers: &[&[f32]], heads: usize, seq: usize) -> Vec<Vec<f32>> {
     let residuals: Vec<Vec<f64>> = layers.iter().map(|p| residual_attention(p, heads, seq)).collect();
-    let graph = Graph::layered(&residuals, seq);
-    (0..layers.len()).map(|layer| flow_of_layer(&graph, layer, seq)).collect()
+    flow_of_residuals(&residuals, seq)
+}
+
+/// [`flow`] from each layer's Â_l ([`residual_attention`]): all a streamed dump keeps of the
+/// layers for flow (one `[seq, seq]` per layer, not every head's maps).
+pub fn flow_of_residuals(residuals: &[Vec<f64>], seq: usize) -> Vec<Vec<f32>> {
+    let graph = Graph::layered(residuals, seq);
+    (0..residuals.len()).map(|layer| flow_of_layer(&graph, layer, seq)).collect()
 }
 
 /// Flows from each position after `layer` to every input token; sources in parallel.

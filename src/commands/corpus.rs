@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::dump::{check_input, hash_weights, hooks_of, requested_views, weight_files, write_dump};
+use super::dump::{check_input, hash_weights, requested_views, weight_files, write_dump};
 use super::{encode, open_model, read_probe_file};
-use crate::capture::Capture;
 use crate::cli::DumpArgs;
 use crate::error::{Error, Result};
 use crate::output::{check_target_dir, with_lock, write_file};
@@ -69,7 +68,6 @@ pub fn run(args: &DumpArgs, texts: &Path, ui: &Ui) -> Result<()> {
     let session = open_model(&args.model, ui)?;
     let model = session.loaded.model.as_ref();
     let views = requested_views(&args.views);
-    let hooks = hooks_of(&views);
     let weights = weight_files(&session);
     let hashes = hash_weights(&weights)?;
     match fs::create_dir(&target) {
@@ -97,9 +95,8 @@ pub fn run(args: &DumpArgs, texts: &Path, ui: &Ui) -> Result<()> {
             _ => {}
         }
         let input = encode(&session, probe)?;
-        check_input(model.info(), input.len(), &views).map_err(|e| at_text(e, number))?;
-        let capture = Capture::run(model, &input, None, &hooks)?.capture;
-        write_dump(&folder, &target, args.force, &session, &weights, &hashes, &capture, &views, args, &hidden, true)?;
+        check_input(model.info(), &input, &views, args, &target).map_err(|e| at_text(e, number))?;
+        write_dump(&folder, &target, args.force, &session, &weights, || Ok(hashes.clone()), &input, &views, args, &hidden, true)?;
         written += 1;
         progress.inc(1);
     }

@@ -14,33 +14,31 @@
 //! ```
 //! The folder is built as a hidden sibling and renamed into place when
 //! complete, so an interrupted dump never leaves a half folder at DIR.
+//! The maps stream: each layer is written, drawn and dropped as the forward pass
+//! computes it (`dump_sink`), so memory holds one layer whatever the model's size;
+//! what limits a dump is the disk, checked up front ([`check_disk`]).
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::analysis::views::{check_flow_size, view_all, View};
+use crate::analysis::views::{check_flow_size, View};
 use crate::capture::Capture;
-use crate::cli::{DumpArgs, ScaleArg};
-use crate::hooks::HookKind;
+use crate::cli::DumpArgs;
 use crate::error::{Error, Result};
+use crate::output::{check_target_dir, npy_header, write_file, StagedDir};
+use crate::render::html;
+use crate::tokenize::Encoded;
 use crate::ui::Ui;
-use crate::output::{check_target_dir, npy_f32, write_file, StagedDir};
-use crate::render::{self, Colormap, GridOptions, Mask, Scale};
 
-use super::views::{picture as view_picture, scale_of, Axis};
-use super::{encode, heatmap, model_name, open_model, picture, read_input, Picture};
+use super::dump_sink::{picture_file, view_array, DumpPlan, DumpSink};
+use super::{encode, model_name, open_model, read_input};
 
 /// Version of the dump layout; bumped only when a script reading dumps would break.
 pub const LAYOUT_VERSION: u32 = 1;
-
-/// The most attention a dump holds in memory (it keeps every map, then writes them): long
-/// contexts of decoders would otherwise end in the OOM killer instead of a message.
-const MAX_DUMP_BYTES: usize = 2 << 30;
 
 pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     if let Some(texts) = &args.texts {
@@ -56,23 +54,18 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let input = encode(&session, &text)?;
     let model = session.loaded.model.as_ref();
     let views = requested_views(&args.views);
-    check_input(model.info(), input.len(), &views)?;
-    let hooks = hooks_of(&views);
+    check_input(model.info(), &input, &views, args, &parent)?;
     let weights = weight_files(&session);
     // Hash the weights while the model runs: the manifest needs it and it is I/O-bound.
-    let (run, hashes) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| hash_weights(&weights));
-        let run = Capture::run(model, &input, None, &hooks);
-        let hashes = hashing.join().unwrap_or_else(|_| Err(Error::Input("hashing the weights failed".into())));
-        (run, hashes)
-    });
-    let capture = run?.capture;
-    let hashes = hashes?;
     let progress = ui.progress_bar((model.info().layers * model.info().heads) as u64 + 1, "maps");
-    let written = write_dump(&target, &parent, args.force, &session, &weights, &hashes, &capture, &views, args, &progress, false)?;
+    let written = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| hash_weights(&weights));
+        let hashes = || hashing.join().unwrap_or_else(|_| Err(Error::Input("hashing the weights failed".into())));
+        write_dump(&target, &parent, args.force, &session, &weights, hashes, &input, &views, args, &progress, false)
+    })?;
     progress.finish_and_clear();
     if !ui.quiet {
-        eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), written, capture.seq);
+        eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), written, input.len());
     }
     Ok(())
 }
@@ -87,22 +80,92 @@ pub(super) fn hash_weights(weights: &[PathBuf]) -> Result<Vec<String>> {
     weights.iter().map(|p| weights_sha256(p)).collect()
 }
 
-/// The hooks the views need.
-pub(super) fn hooks_of(views: &[View]) -> Vec<HookKind> {
-    views.iter().flat_map(|v| v.hooks().iter().copied()).collect()
+/// Refuse, before the forward pass, an input whose dump would not fit on the disk under
+/// `parent` (or whose flow would take forever).
+pub(super) fn check_input(info: &crate::model::ArchInfo, input: &Encoded, views: &[View], args: &DumpArgs, parent: &Path) -> Result<()> {
+    if views.contains(&View::Flow) {
+        check_flow_size(info.layers, input.len())?;
+    }
+    let words = if args.words { crate::analysis::words::words(input).len() } else { 0 };
+    check_disk(parent, estimate_bytes(info.layers, info.heads, input.len(), words, views, !args.no_pictures, args.svg))
 }
 
-/// Refuse, before the forward pass, an input whose maps would not fit (or flow would take forever).
-pub(super) fn check_input(info: &crate::model::ArchInfo, seq: usize, views: &[View]) -> Result<()> {
-    check_size(info, seq, views)?;
-    if views.contains(&View::Flow) {
-        check_flow_size(info.layers, seq)?;
+/// Bytes a dump will take: its arrays exactly, its pictures and page as estimates.
+pub(super) fn estimate_bytes(layers: usize, heads: usize, seq: usize, words: usize, views: &[View], pictures: bool, svg: bool) -> u64 {
+    let array = |view: View, side: usize| -> u64 {
+        let (_, shape) = view_array(view, layers, heads, side);
+        npy_header(&shape).len() as u64 + 4 * shape.iter().map(|&d| d as u64).product::<u64>()
+    };
+    // A heatmap PNG: its labels and colour bar (~60 KB), plus the cells, which grow with the
+    // tokens until the picture's size cap (measured on MiniLM: 59, 221 and 806 KB at most
+    // at 20, 133 and 512 tokens). An SVG of the same map: about 4 times that.
+    let picture = 64 * 1024 + 1600 * seq.min(1024) as u64;
+    let mut bytes = 4 * 1024 * 1024; // grid.png (its tiles fit in ~2048 x 2048 pixels) and manifest.json
+    for &view in views {
+        bytes += array(view, seq);
+        if words > 0 {
+            bytes += array(view, words);
+        }
+        let maps = if view.per_head() { layers * heads } else { layers } as u64;
+        if pictures {
+            bytes += maps * picture * if svg && view == View::Weights { 5 } else { 1 };
+        }
+    }
+    // view.html: 4/3 of a byte per weight (base64), when it fits on one page.
+    let page_maps: usize = views.iter().map(|v| if v.per_head() { layers * heads } else { layers }).sum();
+    let codes = html::packed_size(seq, page_maps);
+    if codes <= html::MAX_CODES {
+        bytes += codes as u64 * 4 / 3 + 64 * 1024;
+    }
+    bytes
+}
+
+/// Refuse a dump of `needed` bytes when the file system holding `parent` has less free
+/// space (for an unprivileged user), naming both: nothing is written then.
+fn check_disk(parent: &Path, needed: u64) -> Result<()> {
+    let Some(free) = free_bytes(parent) else { return Ok(()) };
+    if needed > free {
+        return Err(Error::Input(format!(
+            "this dump needs about {} but {} has {} free; free some space, choose another --out, or write less (--no-pictures, fewer --views, a shorter text)",
+            human_bytes(needed),
+            parent.display(),
+            human_bytes(free)
+        )));
     }
     Ok(())
 }
 
-/// Write one text's dump (the layout above) into `target`, built beside it in `parent` and
-/// renamed into place; returns the number of heads. `portable` leaves out what names this
+/// Free bytes for this user on the file system holding `path` (statvfs), `None` if unknown.
+/// ATTNMAP_FREE_BYTES stands in for the answer: for the tests only (no test can fill a disk).
+fn free_bytes(path: &Path) -> Option<u64> {
+    if let Some(bytes) = std::env::var("ATTNMAP_FREE_BYTES").ok().and_then(|v| v.parse().ok()) {
+        return Some(bytes);
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stats` a statvfs the call fills.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    // A file system with no size (proc, sysfs, some FUSE ones) says nothing about space.
+    if stats.f_blocks == 0 {
+        return None;
+    }
+    Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{:.1} KiB", b as f64 / 1024.0),
+    }
+}
+
+/// Run the model on `input` and write its dump (the layout above) into `target`, built
+/// beside it in `parent` and renamed into place; returns the number of heads. Each layer is
+/// written and dropped as it is computed (`dump_sink`). `portable` leaves out what names this
 /// machine (the model's folder in "source"), so a corpus is the same wherever it was computed.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_dump(
@@ -111,66 +174,47 @@ pub(super) fn write_dump(
     force: bool,
     session: &super::Session,
     weights: &[PathBuf],
-    hashes: &[String],
-    capture: &Capture,
+    hashes: impl FnOnce() -> Result<Vec<String>>,
+    input: &Encoded,
     views: &[View],
     args: &DumpArgs,
     progress: &indicatif::ProgressBar,
     portable: bool,
 ) -> Result<usize> {
     let model = session.loaded.model.as_ref();
-    let dense = capture.dense().ok_or_else(|| Error::Input("the capture is missing layers".into()))?;
+    let info = model.info();
+    let (layers, heads, seq, causal) = (info.layers, info.heads, input.len(), info.causal);
+    let pictures = !args.no_pictures;
 
     let staging = StagedDir::create(target, parent, force)?;
     let root = staging.path();
-    let heads_dir = root.join("heads");
-    fs::create_dir(&heads_dir).map_err(|e| Error::output(&heads_dir, e))?;
-
     let name = model_name(&session.files);
-    let jobs: Vec<(usize, usize)> = (0..capture.layers).flat_map(|l| (0..capture.heads).map(move |h| (l, h))).collect();
-    let mut files = vec!["attention.npy".to_string()];
-    let head_files: Vec<Vec<String>> = jobs
-        .par_iter()
-        .map(|&(layer, head)| {
-            let title = format!("{name} · layer {layer} · head {head}");
-            let bytes = heatmap(capture, layer, head, &title, &args.style)?;
-            let file = format!("heads/L{layer:02}_H{head:02}.png");
-            write_file(&root.join(&file), &bytes)?;
-            let mut written = vec![file];
-            if args.svg {
-                let svg = picture(capture, layer, head, &title, &args.style, Picture::Svg)?;
-                let file = format!("heads/L{layer:02}_H{head:02}.svg");
-                write_file(&root.join(&file), &svg)?;
-                written.push(file);
-            }
-            progress.inc(1);
-            Ok(written)
-        })
-        .collect::<Result<Vec<Vec<String>>>>()?;
-    files.extend(head_files.into_iter().flatten());
+    // The page holds every map: pack them as they pass only if it will be written.
+    let ranks: Vec<usize> = views.iter().map(|&v| view_array(v, layers, heads, seq).1.len()).collect();
+    let all: Vec<usize> = (0..layers).collect();
+    let page_fits = super::view::check_page_size(target, seq, ranks.iter().copied(), &all, &(0..heads).collect::<Vec<_>>(), layers);
+    let plan = DumpPlan { root, name: &name, input, layers, heads, causal, views, args, pictures, page: page_fits.is_ok(), progress };
+    let mut sink = DumpSink::new(plan)?;
+    Capture::stream(model, input, views.contains(&View::Norm), &mut sink)?;
+    let finished = sink.finish()?;
+    let hashes = hashes()?;
 
-    let grid_title = format!("{name} · every head · {} tokens", capture.seq);
-    let grid_options = GridOptions {
-        title: &grid_title,
-        colormap: Colormap::from_name(&args.style.colormap).unwrap_or(Colormap::Viridis),
-        scale_per_head: args.style.scale == ScaleArg::Auto,
-        // As heads/*.png: --scale fixed puts every tile on 0..1.
-        fixed_scale: (args.style.scale == ScaleArg::Fixed).then_some(Scale::Range { min: 0.0, max: 1.0 }),
-        mask: if capture.causal { Mask::Causal } else { Mask::None },
-        labels: &capture.input.labels,
-        ..GridOptions::default()
-    };
-    let grid = render::grid_png(&dense, capture.layers, capture.heads, capture.seq, &grid_options)?;
-    write_file(&root.join("grid.png"), &grid)?;
+    let mut files = vec!["attention.npy".to_string()];
+    if pictures {
+        for layer in 0..layers {
+            for head in 0..heads {
+                files.push(picture_file(View::Weights, layer, head, false));
+                if args.svg {
+                    files.push(picture_file(View::Weights, layer, head, true));
+                }
+            }
+        }
+    }
     files.push("grid.png".into());
     if args.svg {
-        let grid = render::grid_svg(&dense, capture.layers, capture.heads, capture.seq, &grid_options)?;
-        write_file(&root.join("grid.svg"), &grid)?;
         files.push("grid.svg".into());
     }
-    progress.inc(1);
-    write_file(&root.join("attention.npy"), &npy_f32(&[capture.layers, capture.heads, capture.seq, capture.seq], &dense))?;
-    let (view_manifest, words_manifest) = write_views(root, capture, &dense, views, args, &name, &mut files)?;
+    let (view_manifest, words_manifest) = view_entries(input, layers, heads, views, args, pictures, &mut files);
     files.push("manifest.json".into());
 
     let files_meta = &session.files;
@@ -181,7 +225,7 @@ pub(super) fn write_dump(
         "source": if portable { serde_json::Value::Null } else { files_meta.describe().into() },
         "revision": files_meta.revision,
         "commit": files_meta.commit,
-        "weights": weights.iter().zip(hashes).map(|(path, sha)| json!({
+        "weights": weights.iter().zip(&hashes).map(|(path, sha)| json!({
             "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
             "sha256": sha,
         })).collect::<Vec<_>>(),
@@ -189,28 +233,28 @@ pub(super) fn write_dump(
         "weights_format": files_meta.weights.format(),
         "precision": session.loaded.precision,
         "architecture": session.loaded.model_type,
-        "layers": capture.layers,
-        "heads": capture.heads,
-        "kv_heads": model.info().kv_heads,
-        "causal": capture.causal,
-        "seq_len": capture.seq,
-        "text": capture.input.text,
-        "pair": capture.input.pair,
-        "ids": capture.input.ids,
-        "type_ids": capture.input.type_ids,
-        "tokens": capture.input.tokens,
-        "labels": capture.input.labels,
+        "layers": layers,
+        "heads": heads,
+        "kv_heads": info.kv_heads,
+        "causal": causal,
+        "seq_len": seq,
+        "text": input.text,
+        "pair": input.pair,
+        "ids": input.ids,
+        "type_ids": input.type_ids,
+        "tokens": input.tokens,
+        "labels": input.labels,
         // What `heads`, `find` and `diff` need to read a dump without the tokenizer (`--corpus`).
-        "sequence_ids": capture.input.sequence,
-        "word_ids": capture.input.word_ids,
-        "offsets": capture.input.offsets,
-        "special": capture.input.special,
-        "truncated_tokens": capture.input.dropped,
+        "sequence_ids": input.sequence,
+        "word_ids": input.word_ids,
+        "offsets": input.offsets,
+        "special": input.special,
+        "truncated_tokens": input.dropped,
         "attention": {
             "file": "attention.npy",
             "dtype": "float32",
             "order": "C",
-            "shape": [capture.layers, capture.heads, capture.seq, capture.seq],
+            "shape": [layers, heads, seq, seq],
             "axes": ["layer", "head", "query", "key"],
             "hook": "blocks.{layer}.attn.hook_pattern",
         },
@@ -218,10 +262,14 @@ pub(super) fn write_dump(
         "words": words_manifest,
         "files": files,
     });
-    // The viewer reads the manifest's views (and their files, already written), so it comes last.
     let mut manifest = manifest;
-    let view = super::view::dump_page(root, &manifest, Some(&dense), None, None, &args.style);
-    match view {
+    let page = match (page_fits, &finished.page) {
+        (Ok(()), Some(packed)) => super::view::dump_page(root, &manifest, Some(packed), None, None, &args.style),
+        (Err(error), _) => Err(error),
+        (Ok(()), None) => Err(Error::Input("the page's maps were not packed".into())),
+    };
+    drop(finished);
+    match page {
         Ok(page) => {
             write_file(&root.join("view.html"), &page)?;
             if let Some(files) = manifest.get_mut("files").and_then(|f| f.as_array_mut()) {
@@ -237,7 +285,7 @@ pub(super) fn write_dump(
     write_file(&root.join("manifest.json"), text.as_bytes())?;
 
     staging.publish()?;
-    Ok(jobs.len())
+    Ok(layers * heads)
 }
 
 /// The views `--views` names (`all` for every one); the weights are always written.
@@ -251,96 +299,53 @@ pub(super) fn requested_views(names: &[String]) -> Vec<View> {
     views
 }
 
-/// Every view besides the weights: its array and pictures, and (with --words) the word-level
-/// arrays. Returns the manifest's "views" and "words" entries.
-fn write_views(root: &Path, capture: &Capture, dense: &[f32], views: &[View], args: &DumpArgs, name: &str, files: &mut Vec<String>) -> Result<(serde_json::Value, serde_json::Value)> {
-    let (layers, heads, seq) = (capture.layers, capture.heads, capture.seq);
-    let tokens = Axis::of(capture, false);
-    let word_axis = args.words.then(|| Axis::of(capture, true));
+/// The manifest's "views" and "words" entries, adding every view's files (arrays, pictures,
+/// word arrays) to `files` in the order a reader lists them.
+fn view_entries(input: &Encoded, layers: usize, heads: usize, views: &[View], args: &DumpArgs, pictures: bool, files: &mut Vec<String>) -> (serde_json::Value, serde_json::Value) {
+    let seq = input.len();
+    let words = args.words.then(|| crate::analysis::words::words(input));
     let mut view_manifest = serde_json::Map::new();
     let mut word_files = Vec::new();
-    if word_axis.is_some() {
-        let dir = root.join("words");
-        fs::create_dir(&dir).map_err(|e| Error::output(&dir, e))?;
-    }
     for &view in views {
-        let values = if view == View::Weights { dense.to_vec() } else { view_all(capture, view)? };
-        let (file, shape, axes, pictures): (String, Vec<usize>, Vec<&str>, String) = if view == View::Weights {
-            ("attention.npy".into(), vec![layers, heads, seq, seq], vec!["layer", "head", "query", "key"], "heads/L{ll}_H{hh}.png".into())
-        } else if view.per_head() {
-            (format!("{}.npy", view.name()), vec![layers, heads, seq, seq], vec!["layer", "head", "query", "key"], format!("{}/L{{ll}}_H{{hh}}.png", view.name()))
-        } else {
-            (format!("{}.npy", view.name()), vec![layers, seq, seq], vec!["layer", "output position", "input token"], format!("{}/L{{ll}}.png", view.name()))
+        let (file, shape) = view_array(view, layers, heads, seq);
+        let axes: Vec<&str> = if view.per_head() { vec!["layer", "head", "query", "key"] } else { vec!["layer", "output position", "input token"] };
+        let pattern = match view {
+            View::Weights => "heads/L{ll}_H{hh}.png".to_string(),
+            view if view.per_head() => format!("{}/L{{ll}}_H{{hh}}.png", view.name()),
+            view => format!("{}/L{{ll}}.png", view.name()),
         };
         if view != View::Weights {
-            write_file(&root.join(&file), &npy_f32(&shape, &values))?;
             files.push(file.clone());
-            let dir = root.join(view.name());
-            fs::create_dir(&dir).map_err(|e| Error::output(&dir, e))?;
-            let maps = values.len() / (seq * seq);
-            let per_layer = if view.per_head() { heads } else { 1 };
-            // --scale fixed for norm: one range for the whole dump, so heads compare.
-            let largest = values.iter().copied().fold(0f32, f32::max);
-            let pictures: Vec<String> = (0..maps)
-                .into_par_iter()
-                .map(|index| {
-                    let (layer, head) = (index / per_layer, index % per_layer);
-                    let map = &values[index * seq * seq..(index + 1) * seq * seq];
-                    let (title, file) = if view.per_head() {
-                        (format!("{name} · layer {layer} · head {head} · {}", view.name()), format!("{}/L{layer:02}_H{head:02}.png", view.name()))
-                    } else {
-                        (format!("{name} · {} to layer {layer}", view.name()), format!("{}/L{layer:02}.png", view.name()))
-                    };
-                    let scale = scale_of(view, map, &args.style, largest);
-                    let bytes = view_picture(map, &tokens, capture.causal, view, &title, capture.input.dropped, scale, &args.style)?;
-                    write_file(&root.join(&file), &bytes)?;
-                    Ok(file)
-                })
-                .collect::<Result<_>>()?;
-            files.extend(pictures);
+            if pictures {
+                for layer in 0..layers {
+                    for head in 0..if view.per_head() { heads } else { 1 } {
+                        files.push(picture_file(view, layer, head, false));
+                    }
+                }
+            }
         }
-        if let Some(words) = &word_axis {
-            let merged = words.merge(&values, seq);
-            let mut word_shape = shape.clone();
-            let count = word_shape.len();
-            word_shape[count - 2..].fill(words.len());
+        if let Some(words) = &words {
+            let (_, word_shape) = view_array(view, layers, heads, words.len());
             let word_file = format!("words/{file}");
-            write_file(&root.join(&word_file), &npy_f32(&word_shape, &merged))?;
             files.push(word_file.clone());
             word_files.push(json!({"view": view.name(), "file": word_file, "shape": word_shape}));
         }
+        let pictures = if pictures { serde_json::Value::from(pattern) } else { serde_json::Value::Null };
         view_manifest.insert(
             view.name().into(),
             json!({"file": file, "dtype": "float32", "order": "C", "shape": shape, "axes": axes, "formula": view.formula(), "pictures": pictures}),
         );
     }
-    let words_manifest = match &word_axis {
+    let words_manifest = match &words {
         Some(words) => json!({
             "rule": "rows (from) are the mean over a word's tokens, columns (to) the sum; special tokens are words of their own",
-            "labels": words.labels,
-            "words": words.describe(),
+            "labels": crate::analysis::words::labels(words),
+            "words": super::views::Axis { labels: Vec::new(), words: Some(words.clone()) }.describe(),
             "files": word_files,
         }),
         None => serde_json::Value::Null,
     };
-    Ok((serde_json::Value::Object(view_manifest), words_manifest))
-}
-
-/// Refuse a dump whose maps alone would not fit in [`MAX_DUMP_BYTES`].
-fn check_size(info: &crate::model::ArchInfo, seq: usize, views: &[View]) -> Result<()> {
-    // Per-head views hold a copy of every map each; per-layer ones a map per layer.
-    let copies = views.iter().filter(|v| v.per_head()).count().max(1);
-    let maps = info.layers * info.heads * copies + info.layers * views.iter().filter(|v| !v.per_head()).count();
-    let bytes = maps.saturating_mul(seq).saturating_mul(seq).saturating_mul(4);
-    if bytes > MAX_DUMP_BYTES {
-        let fits = ((MAX_DUMP_BYTES / 4 / maps) as f64).sqrt() as usize;
-        return Err(Error::Input(format!(
-            "a dump of {seq} tokens holds {maps} maps of {seq}x{seq} ({:.1} GB); dumps are capped at {} GB: shorten the text to at most {fits} tokens, or draw single heads with `attnmap show`",
-            bytes as f64 / 1e9,
-            MAX_DUMP_BYTES >> 30
-        )));
-    }
-    Ok(())
+    (serde_json::Value::Object(view_manifest), words_manifest)
 }
 
 /// sha256 of a weight file; a Hugging Face cache blob is already named by it.

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod corpus;
 pub mod diff;
 pub mod dump;
+mod dump_sink;
 pub mod find;
 pub mod heads;
 pub mod info;
@@ -225,10 +226,15 @@ pub enum Picture {
 
 /// Render one head of a capture as a PNG or SVG heatmap.
 pub fn picture(capture: &Capture, layer: usize, head: usize, title: &str, style: &StyleArgs, surface: Picture) -> Result<Vec<u8>> {
-    let values = head_values(capture, layer, head)?;
+    map_picture(head_values(capture, layer, head)?, &capture.input, capture.causal, title, style, surface)
+}
+
+/// [`picture`] of one head's `[query, key]` weights over `input`'s tokens (a layer a dump streams).
+pub fn map_picture(values: &[f32], input: &Encoded, causal: bool, title: &str, style: &StyleArgs, surface: Picture) -> Result<Vec<u8>> {
+    let seq = input.len();
     let scale = head_scale(values, style);
-    let subtitle = head_subtitle(capture);
-    let labels = &capture.input.labels;
+    let subtitle = map_subtitle(seq, input.dropped);
+    let labels = &input.labels;
     let options = HeatmapOptions {
         title,
         subtitle: Some(&subtitle),
@@ -236,13 +242,13 @@ pub fn picture(capture: &Capture, layer: usize, head: usize, title: &str, style:
         col_labels: labels,
         colormap: colormap(style),
         scale,
-        mask: mask(capture),
+        mask: if causal { Mask::Causal } else { Mask::None },
         colorbar_label: "attention weight",
         ..HeatmapOptions::default()
     };
     Ok(match surface {
-        Picture::Png => render::heatmap_png(values, capture.seq, capture.seq, &options)?,
-        Picture::Svg => render::heatmap_svg(values, capture.seq, capture.seq, &options)?,
+        Picture::Png => render::heatmap_png(values, seq, seq, &options)?,
+        Picture::Svg => render::heatmap_svg(values, seq, seq, &options)?,
     })
 }
 
@@ -261,8 +267,12 @@ pub fn head_scale(values: &[f32], style: &StyleArgs) -> Scale {
 
 /// The line under every head's title: how many tokens, and what a map does not show.
 pub fn head_subtitle(capture: &Capture) -> String {
-    let truncated = if capture.input.dropped > 0 { format!(" (truncated, {} dropped)", capture.input.dropped) } else { String::new() };
-    format!("{} tokens{truncated} · attention weights only: not what the values carry", capture.seq)
+    map_subtitle(capture.seq, capture.input.dropped)
+}
+
+fn map_subtitle(seq: usize, dropped: usize) -> String {
+    let truncated = if dropped > 0 { format!(" (truncated, {dropped} dropped)") } else { String::new() };
+    format!("{seq} tokens{truncated} · attention weights only: not what the values carry")
 }
 
 pub fn colormap(style: &StyleArgs) -> Colormap {

@@ -1,6 +1,7 @@
 //! `attnmap view`: the interactive HTML viewer of a dump (also written by
 //! `dump` as DIR/view.html, and by `show -o FILE.html` for one head).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -9,7 +10,7 @@ use crate::capture::Capture;
 use crate::cli::{StyleArgs, ViewArgs};
 use crate::error::{Error, Result};
 use crate::output::{read_npy_f32, write_file};
-use crate::render::html::{self, Page, View};
+use crate::render::html::{self, Maps, PackedMaps, Page, View};
 use crate::ui::Ui;
 
 use super::{colormap, head_subtitle, head_values};
@@ -37,9 +38,10 @@ fn read_manifest(dir: &Path) -> Result<Value> {
     serde_json::from_str(&text).map_err(|e| Error::Input(format!("{} is not valid JSON ({e}); write the dump again with `attnmap dump`", path.display())))
 }
 
-/// The viewer of a dump folder, from its manifest. `weights` is attention.npy's
-/// content when the caller already holds it (dump does).
-pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: Option<&str>, heads: Option<&str>, style: &StyleArgs) -> Result<Vec<u8>> {
+/// The viewer of a dump folder, from its manifest. `packed` holds every view's maps by name
+/// ("weights", "norm", ...), packed as a dump computed them: nothing is then read back (a
+/// dump passes them, with every layer and head).
+pub fn dump_page(dir: &Path, manifest: &Value, packed: Option<&BTreeMap<String, PackedMaps>>, layers: Option<&str>, heads: Option<&str>, style: &StyleArgs) -> Result<Vec<u8>> {
     let field = |name: &str| manifest.get(name).and_then(Value::as_u64).map(|n| n as usize);
     let (Some(layer_count), Some(head_count), Some(seq)) = (field("layers"), field("heads"), field("seq_len")) else {
         return Err(Error::Input(format!("{}/manifest.json lacks layers, heads or seq_len; write the dump again with `attnmap dump`", dir.display())));
@@ -62,12 +64,29 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
     // Refuse an oversized page before reading anything big.
     check_page_size(dir, seq, std::iter::once(4), &layer_pick, &head_pick, layer_count)?;
 
+    if let Some(packed) = packed {
+        // Every view of the dump in the order a page read back from files has: the weights,
+        // then whatever else the manifest lists.
+        let mut names = vec![("weights".to_string(), "attention weight".to_string())];
+        names.extend(listed_views(manifest).into_iter().filter(|(name, _)| name != "weights" && name != "attention").map(|(name, _)| (name.clone(), name)));
+        let mut views = Vec::new();
+        for (name, description) in names {
+            let maps = packed.get(&name).ok_or_else(|| Error::Input(format!("view {name} was not packed for the page")))?;
+            let heads = if view_rank(manifest, &name) == Some(3) { vec!["all".to_string()] } else { head_pick.iter().map(|h| h.to_string()).collect() };
+            views.push((name, description, heads, maps));
+        }
+        let ranks: Vec<usize> = views.iter().map(|(_, _, heads, _)| if heads.len() == 1 && heads[0] == "all" { 3 } else { 4 }).collect();
+        check_page_size(dir, seq, ranks.into_iter(), &layer_pick, &head_pick, layer_count)?;
+        let page_views = views
+            .into_iter()
+            .map(|(name, description, heads, maps)| View { name, description, layers: layer_pick.clone(), heads, maps: Maps::Packed(maps) })
+            .collect();
+        return Ok(html::view_html(&page_of(manifest, &labels, &tokens, seq, layer_count, head_count, style, page_views))?);
+    }
+
     // Every view of the dump: the weights, then whatever else the manifest lists.
     let mut sources: Vec<(String, String, Vec<f32>, Vec<usize>)> = Vec::new();
-    let (shape, attention) = match weights {
-        Some(values) => (vec![layer_count, head_count, seq, seq], values.to_vec()),
-        None => read_npy(&dir.join("attention.npy"))?,
-    };
+    let (shape, attention) = read_npy(&dir.join("attention.npy"))?;
     if shape != [layer_count, head_count, seq, seq] {
         return Err(Error::Input(format!(
             "{}/attention.npy has shape {shape:?} but its manifest says [{layer_count}, {head_count}, {seq}, {seq}]; write the dump again with `attnmap dump`",
@@ -111,26 +130,38 @@ pub fn dump_page(dir: &Path, manifest: &Value, weights: Option<&[f32]>, layers: 
         narrowed.push(Narrowed { name, description, heads: head_names, values: picked });
     }
 
+    let page_views = narrowed
+        .iter()
+        .map(|view| View { name: view.name.clone(), description: view.description.clone(), layers: layer_pick.clone(), heads: view.heads.clone(), maps: Maps::Values(&view.values) })
+        .collect();
+    Ok(html::view_html(&page_of(manifest, &labels, &tokens, seq, layer_count, head_count, style, page_views))?)
+}
+
+/// A manifest view's array rank (4: a map per head, 3: one per layer), from its "shape".
+fn view_rank(manifest: &Value, name: &str) -> Option<usize> {
+    manifest.get("views")?.get(name)?.get("shape")?.as_array().map(Vec::len)
+}
+
+/// The page around a dump's views: title, subtitle, tokens and style, from the manifest.
+#[allow(clippy::too_many_arguments)]
+fn page_of<'a>(manifest: &Value, labels: &'a [String], tokens: &'a [String], seq: usize, layer_count: usize, head_count: usize, style: &StyleArgs, views: Vec<View<'a>>) -> Page<'a> {
+    let field = |name: &str| manifest.get(name).and_then(Value::as_u64).map(|n| n as usize);
     let model = manifest.get("model").and_then(Value::as_str).unwrap_or("model");
     let short = model.trim_end_matches(['/', '\\']).rsplit(['/', '\\']).next().unwrap_or(model).trim_end_matches(".gguf");
     let dropped = field("truncated_tokens").unwrap_or(0);
     let truncated = if dropped > 0 { format!(" (truncated, {dropped} dropped)") } else { String::new() };
-    let page = Page {
+    Page {
         title: format!("{short} · {seq} tokens"),
         subtitle: format!("{} layers x {} heads{truncated} · attention weights only: not what the values carry", layer_count, head_count),
-        labels: &labels,
-        tokens: &tokens,
+        labels,
+        tokens,
         seq,
         causal: manifest.get("causal").and_then(Value::as_bool).unwrap_or(false),
         colormap: colormap(style),
         scale: scale_name(style),
         note: HONEST_NOTE,
-        views: narrowed
-            .iter()
-            .map(|view| View { name: view.name.clone(), description: view.description.clone(), layers: layer_pick.clone(), heads: view.heads.clone(), values: &view.values })
-            .collect(),
-    };
-    Ok(html::view_html(&page)?)
+        views,
+    }
 }
 
 /// One view's maps for the chosen layers and heads.
@@ -143,7 +174,7 @@ struct Narrowed {
 
 /// Refuse a page past [`html::MAX_CODES`], naming the flags that narrow it.
 /// `ranks` are the views' array ranks: 4 for per-head views, 3 for one map per layer.
-fn check_page_size(dir: &Path, seq: usize, ranks: impl Iterator<Item = usize>, layer_pick: &[usize], head_pick: &[usize], layer_count: usize) -> Result<()> {
+pub(super) fn check_page_size(dir: &Path, seq: usize, ranks: impl Iterator<Item = usize>, layer_pick: &[usize], head_pick: &[usize], layer_count: usize) -> Result<()> {
     let maps: usize = ranks.map(|rank| if rank == 4 { layer_pick.len() * head_pick.len() } else { layer_pick.len() }).sum();
     let needed = html::packed_size(seq, maps);
     if needed > html::MAX_CODES {
@@ -175,7 +206,7 @@ pub fn head_page(capture: &Capture, layer: usize, head: usize, title: &str, styl
         colormap: colormap(style),
         scale: scale_name(style),
         note: HONEST_NOTE,
-        views: vec![View { name: "weights".into(), description: "attention weight".into(), layers: vec![layer], heads: vec![head.to_string()], values }],
+        views: vec![View { name: "weights".into(), description: "attention weight".into(), layers: vec![layer], heads: vec![head.to_string()], maps: Maps::Values(values) }],
     };
     Ok(html::view_html(&page)?)
 }

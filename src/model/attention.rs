@@ -3,16 +3,17 @@
 //! candle-transformers keeps the softmax weights in a private local, so attnmap
 //! carries this copy. It follows transformers' `eager_attention_forward`
 //! (transformers 4.5x, e.g. models/bert/modeling_bert.py): scores = QK^T *
-//! d^-1/2, plus an additive mask, softmax over keys in f32, then P V. The scale,
-//! mask and softmax run as one fused op ([`super::kernels::masked_softmax`]),
-//! and long inputs run in blocks of queries ([`block_rows`]).
+//! d^-1/2, plus an additive mask, softmax over keys in f32, then P V. Scores,
+//! scale + mask + softmax and P V run fused per head and block of 64 queries
+//! ([`super::kernels::attention_block`]), and long inputs run in blocks of
+//! queries ([`block_rows`]) so only a block's scores are held at once.
 //! What it adds: `hook_pattern`, `hook_v`, `hook_z`, `hook_result` and
 //! `hook_value_norm` are pushed to the sink as they are computed.
 
 use candle_core::Tensor;
 
 pub use super::kernels::Mask;
-use super::kernels::masked_softmax;
+use super::kernels::attention_block;
 
 use crate::error::Result;
 use crate::hooks::{HookKind, HookPoint, HookSink};
@@ -43,56 +44,47 @@ pub fn attend(layer: usize, q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask, scal
 /// [`attend`] with an explicit block size (tests compare block sizes).
 #[allow(clippy::too_many_arguments)]
 pub fn attend_in_blocks(layer: usize, q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask, scale: f64, sink: &mut dyn HookSink, rows: usize) -> Result<Tensor> {
-    let (heads, seq, _) = q.dims3()?;
-    let kv_heads = k.dim(0)?;
+    let (heads, seq, d) = q.dims3()?;
     let keys = k.dim(1)?;
     if sink.wants(HookPoint::new(layer, HookKind::V)) {
         sink.record(HookPoint::new(layer, HookKind::V), &v.transpose(0, 1)?.contiguous()?)?;
     }
-    let (k, v) = if kv_heads == heads { (k.clone(), v.clone()) } else { (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?) };
-    let (q, k_t, v) = (q.contiguous()?, k.t()?.contiguous()?, v.contiguous()?);
     let pattern_point = HookPoint::new(layer, HookKind::Pattern);
     let kept: Vec<usize> = match sink.pattern_heads(layer) {
         _ if !sink.wants(pattern_point) => Vec::new(),
         Some(heads_kept) => heads_kept.into_iter().filter(|&h| h < heads).collect(),
         None => (0..heads).collect(),
     };
-    let rows = rows.max(1);
-    let z = if rows >= seq {
-        let pattern = masked_softmax(&q.matmul(&k_t)?, scale, mask, 0)?;
-        if kept.len() == heads {
-            sink.record(pattern_point, &pattern)?;
-        } else if !kept.is_empty() {
-            let index = Tensor::new(kept.iter().map(|&h| h as u32).collect::<Vec<_>>(), q.device())?;
-            sink.record(pattern_point, &pattern.index_select(&index, 0)?)?;
-        }
-        pattern.matmul(&v)?
+    let rows = rows.clamp(1, seq.max(1));
+    let k_t = k.transpose(1, 2)?.contiguous()?;
+    // z is written straight into [seq, heads, d], the layout merge_heads and hook_z read.
+    let mut z = vec![0f32; seq * heads * d];
+    let mut block = vec![0f32; heads * rows * keys];
+    if rows >= seq && kept.len() == heads {
+        // One block holding every head: it is the pattern itself, handed over without a copy.
+        attention_block(q, &k_t, v, scale, mask, 0, seq, &mut block, &mut z)?;
+        sink.record_pattern(layer, block, (heads, seq, keys))?;
     } else {
         // Only the kept heads' rows are copied out of each block, straight into their place.
         let mut maps = vec![0f32; kept.len() * seq * keys];
-        let mut blocks = Vec::with_capacity(seq.div_ceil(rows));
         for start in (0..seq).step_by(rows) {
             let n = rows.min(seq - start);
-            let pattern = masked_softmax(&q.narrow(1, start, n)?.contiguous()?.matmul(&k_t)?, scale, mask, start)?;
-            if !kept.is_empty() {
-                let values = pattern.flatten_all()?.to_vec1::<f32>()?;
-                for (slot, &head) in kept.iter().enumerate() {
-                    let from = &values[head * n * keys..(head + 1) * n * keys];
-                    let to = (slot * seq + start) * keys;
-                    maps[to..to + n * keys].copy_from_slice(from);
-                }
+            let block = &mut block[..heads * n * keys];
+            attention_block(q, &k_t, v, scale, mask, start, n, block, &mut z)?;
+            for (slot, &head) in kept.iter().enumerate() {
+                let to = (slot * seq + start) * keys;
+                maps[to..to + n * keys].copy_from_slice(&block[head * n * keys..(head + 1) * n * keys]);
             }
-            blocks.push(pattern.matmul(&v)?);
         }
         if !kept.is_empty() {
-            sink.record(pattern_point, &Tensor::from_vec(maps, (kept.len(), seq, keys), q.device())?)?;
+            sink.record_pattern(layer, maps, (kept.len(), seq, keys))?;
         }
-        Tensor::cat(&blocks, 1)?
-    };
-    if sink.wants(HookPoint::new(layer, HookKind::Z)) {
-        sink.record(HookPoint::new(layer, HookKind::Z), &z.transpose(0, 1)?.contiguous()?)?;
     }
-    Ok(z)
+    let z = Tensor::from_vec(z, (seq, heads, d), q.device())?;
+    if sink.wants(HookPoint::new(layer, HookKind::Z)) {
+        sink.record(HookPoint::new(layer, HookKind::Z), &z)?;
+    }
+    Ok(z.transpose(0, 1)?)
 }
 
 /// Each head's own contribution to the output projection, `[seq, heads, d_model]`,
@@ -137,15 +129,11 @@ pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     Ok(x.reshape((seq, heads, width / heads))?.transpose(0, 1)?.contiguous()?)
 }
 
-/// Merge `[heads, seq, d]` back into `[seq, heads * d]`.
+/// Merge `[heads, seq, d]` back into `[seq, heads * d]` (no copy for [`attend`]'s z, which
+/// lies in that order already).
 pub fn merge_heads(z: &Tensor) -> Result<Tensor> {
     let (heads, seq, d) = z.dims3()?;
     Ok(z.transpose(0, 1)?.contiguous()?.reshape((seq, heads * d))?)
-}
-
-fn repeat_kv(x: &Tensor, times: usize) -> candle_core::Result<Tensor> {
-    let (kv_heads, seq, d) = x.dims3()?;
-    x.unsqueeze(1)?.expand((kv_heads, times, seq, d))?.reshape((kv_heads * times, seq, d))
 }
 
 #[cfg(test)]

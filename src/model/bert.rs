@@ -11,7 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Activation, Embedding, LayerNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
+use super::attention::{attend, merge_heads, record_result, record_value_norm, Mask};
+use super::dense::Dense;
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::HookSink;
@@ -131,14 +132,27 @@ fn default_eps() -> f64 {
 /// One post-LayerNorm encoder layer: self-attention, add & norm, MLP, add & norm.
 /// DistilBERT's TransformerBlock is the same arithmetic under other weight names.
 pub(super) struct Layer {
-    pub query: Linear,
-    pub key: Linear,
-    pub value: Linear,
-    pub attn_out: Linear,
-    pub attn_norm: LayerNorm,
-    pub intermediate: Linear,
-    pub output: Linear,
-    pub out_norm: LayerNorm,
+    /// Query, key and value side by side: one product over the layer's input.
+    qkv: Dense,
+    attn_out: Dense,
+    attn_norm: LayerNorm,
+    intermediate: Dense,
+    output: Dense,
+    out_norm: LayerNorm,
+}
+
+impl Layer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(query: Linear, key: Linear, value: Linear, attn_out: Linear, attn_norm: LayerNorm, intermediate: Linear, output: Linear, out_norm: LayerNorm) -> Result<Self> {
+        Ok(Self {
+            qkv: Dense::concat(&[&query, &key, &value])?,
+            attn_out: Dense::new(&attn_out)?,
+            attn_norm,
+            intermediate: Dense::new(&intermediate)?,
+            output: Dense::new(&output)?,
+            out_norm,
+        })
+    }
 }
 
 /// Run `layers` over one unpadded sequence's embeddings, stopping after the last layer the
@@ -147,16 +161,23 @@ pub(super) fn encode(layers: &[Layer], embedded: Tensor, info: &ArchInfo, act: A
     let mut hidden = embedded;
     let scale = inverse_sqrt(info.head_dim);
     let last = sink.last_layer().unwrap_or(usize::MAX);
+    let (heads, head_dim) = (info.heads, info.head_dim);
     for (index, layer) in layers.iter().enumerate() {
-        let q = split_heads(&layer.query.forward(&hidden)?, info.heads)?;
-        let k = split_heads(&layer.key.forward(&hidden)?, info.heads)?;
-        let v = split_heads(&layer.value.forward(&hidden)?, info.heads)?;
+        // [seq, 3, heads, d]: q, k and v are strided views of the one product, read in place.
+        let qkv = layer.qkv.forward(&hidden, None)?;
+        let qkv = qkv.reshape((qkv.dim(0)?, 3, heads, head_dim))?;
+        let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.transpose(0, 1);
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let z = attend(index, &q, &k, &v, Mask::None, scale, sink)?;
-        record_result(index, &z, layer.attn_out.weight(), sink)?;
-        record_value_norm(index, &v, layer.attn_out.weight(), sink)?;
-        let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&merge_heads(&z)?)? + &hidden)?)?;
-        let inner = activate(act, &layer.intermediate.forward(&attended)?)?;
-        hidden = layer.out_norm.forward(&(layer.output.forward(&inner)? + &attended)?)?;
+        let w_o = layer.attn_out.weight()?;
+        record_result(index, &z, &w_o, sink)?;
+        record_value_norm(index, &v, &w_o, sink)?;
+        let attended = layer.attn_norm.forward(&layer.attn_out.forward(&merge_heads(&z)?, Some(&hidden))?)?;
+        let inner = match act {
+            Activation::Gelu => layer.intermediate.forward_then(&attended, None, super::kernels::gelu_erf_in_place)?,
+            other => other.forward(&layer.intermediate.forward(&attended, None)?)?,
+        };
+        hidden = layer.out_norm.forward(&layer.output.forward(&inner, Some(&attended))?)?;
         if index >= last {
             break;
         }
@@ -202,16 +223,16 @@ impl Bert {
             .map(|index| {
                 let vb = vb.pp(format!("encoder.layer.{index}"));
                 let attn = vb.pp("attention");
-                Ok(Layer {
-                    query: linear(hidden, hidden, attn.pp("self.query"))?,
-                    key: linear(hidden, hidden, attn.pp("self.key"))?,
-                    value: linear(hidden, hidden, attn.pp("self.value"))?,
-                    attn_out: linear(hidden, hidden, attn.pp("output.dense"))?,
-                    attn_norm: layer_norm(hidden, config.layer_norm_eps, attn.pp("output.LayerNorm"))?,
-                    intermediate: linear(hidden, config.intermediate_size, vb.pp("intermediate.dense"))?,
-                    output: linear(config.intermediate_size, hidden, vb.pp("output.dense"))?,
-                    out_norm: layer_norm(hidden, config.layer_norm_eps, vb.pp("output.LayerNorm"))?,
-                })
+                Layer::new(
+                    linear(hidden, hidden, attn.pp("self.query"))?,
+                    linear(hidden, hidden, attn.pp("self.key"))?,
+                    linear(hidden, hidden, attn.pp("self.value"))?,
+                    linear(hidden, hidden, attn.pp("output.dense"))?,
+                    layer_norm(hidden, config.layer_norm_eps, attn.pp("output.LayerNorm"))?,
+                    linear(hidden, config.intermediate_size, vb.pp("intermediate.dense"))?,
+                    linear(config.intermediate_size, hidden, vb.pp("output.dense"))?,
+                    layer_norm(hidden, config.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

@@ -120,16 +120,16 @@ impl DistilBert {
             .map(|index| {
                 let vb = vb.pp(format!("transformer.layer.{index}"));
                 let attn = vb.pp("attention");
-                Ok(Layer {
-                    query: linear(hidden, hidden, attn.pp("q_lin"))?,
-                    key: linear(hidden, hidden, attn.pp("k_lin"))?,
-                    value: linear(hidden, hidden, attn.pp("v_lin"))?,
-                    attn_out: linear(hidden, hidden, attn.pp("out_lin"))?,
-                    attn_norm: layer_norm(hidden, LAYER_NORM_EPS, vb.pp("sa_layer_norm"))?,
-                    intermediate: linear(hidden, config.hidden_dim, vb.pp("ffn.lin1"))?,
-                    output: linear(config.hidden_dim, hidden, vb.pp("ffn.lin2"))?,
-                    out_norm: layer_norm(hidden, LAYER_NORM_EPS, vb.pp("output_layer_norm"))?,
-                })
+                Layer::new(
+                    linear(hidden, hidden, attn.pp("q_lin"))?,
+                    linear(hidden, hidden, attn.pp("k_lin"))?,
+                    linear(hidden, hidden, attn.pp("v_lin"))?,
+                    linear(hidden, hidden, attn.pp("out_lin"))?,
+                    layer_norm(hidden, LAYER_NORM_EPS, vb.pp("sa_layer_norm"))?,
+                    linear(hidden, config.hidden_dim, vb.pp("ffn.lin1"))?,
+                    linear(config.hidden_dim, hidden, vb.pp("ffn.lin2"))?,
+                    layer_norm(hidden, LAYER_NORM_EPS, vb.pp("output_layer_norm"))?,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod bert;
 mod blocks;
+pub mod dense;
 pub mod distilbert;
 pub mod gguf;
 mod gguf_tokenizer;

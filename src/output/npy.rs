@@ -8,6 +8,17 @@
 
 /// Encode a float32 C-order array as NumPy `.npy` (format 1.0).
 pub fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    let mut bytes = npy_header(shape);
+    bytes.reserve(values.len() * 4);
+    for value in values {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes
+}
+
+/// The bytes before the values of a float32 C-order `.npy` of `shape` (format 1.0): known
+/// before any value is, so an array can be written a piece at a time.
+pub fn npy_header(shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
@@ -15,14 +26,80 @@ pub fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 4);
+    let mut bytes = Vec::with_capacity(10 + header.len());
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
-    for value in values {
-        bytes.extend_from_slice(&value.to_le_bytes());
-    }
     bytes
+}
+
+/// A float32 `.npy` written a piece at a time (a dump's layers as they pass): the header
+/// first, then the values in C order; [`NpyWriter::finish`] checks that they filled `shape`.
+pub struct NpyWriter {
+    path: std::path::PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    header_len: u64,
+    expected: usize,
+    written: usize,
+}
+
+impl NpyWriter {
+    pub fn create(path: &std::path::Path, shape: &[usize]) -> crate::error::Result<Self> {
+        use std::io::Write;
+        let fail = |e: std::io::Error| crate::error::Error::output(path, format!("cannot be written ({e}); choose a folder you can write to"));
+        let header = npy_header(shape);
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(fail)?);
+        file.write_all(&header).map_err(fail)?;
+        Ok(Self { path: path.to_path_buf(), file, header_len: header.len() as u64, expected: shape.iter().product(), written: 0 })
+    }
+
+    /// Append the next values (little-endian f32).
+    pub fn append(&mut self, values: &[f32]) -> crate::error::Result<()> {
+        use std::io::Write;
+        if self.written + values.len() > self.expected {
+            return Err(crate::error::Error::output(&self.path, format!("got more than the {} values its shape holds", self.expected)));
+        }
+        // In pieces: one layer of a long input is hundreds of MB, its bytes need not be.
+        let mut bytes = Vec::with_capacity(values.len().min(1 << 16) * 4);
+        for chunk in values.chunks(1 << 16) {
+            bytes.clear();
+            bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+            self.file.write_all(&bytes).map_err(|e| crate::error::Error::output(&self.path, format!("cannot be written ({e}); is the disk full?")))?;
+        }
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Where the values start in the file (the header's length).
+    pub fn header_len(&self) -> u64 {
+        self.header_len
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Flush, refusing an array its values did not fill.
+    pub fn finish(self) -> crate::error::Result<()> {
+        use std::io::Write;
+        if self.written != self.expected {
+            return Err(crate::error::Error::output(&self.path, format!("holds {} values but its shape needs {}", self.written, self.expected)));
+        }
+        let path = self.path.clone();
+        let mut file = self.file.into_inner().map_err(|e| crate::error::Error::output(&path, format!("cannot be written ({}); is the disk full?", e.error())))?;
+        file.flush().and_then(|_| file.sync_all()).map_err(|e| crate::error::Error::output(&path, format!("cannot be written ({e}); is the disk full?")))
+    }
+}
+
+/// `count` f32 values of a `.npy` written by [`NpyWriter`] (little-endian), from value `start` on.
+pub fn read_npy_f32_range(path: &std::path::Path, header_len: u64, start: usize, count: usize) -> crate::error::Result<Vec<f32>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let fail = |e: std::io::Error| crate::error::Error::output(path, format!("cannot be read back ({e})"));
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    file.seek(SeekFrom::Start(header_len + start as u64 * 4)).map_err(fail)?;
+    let mut bytes = vec![0u8; count * 4];
+    file.read_exact(&mut bytes).map_err(fail)?;
+    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
 /// Read a float32 `.npy` (little- or big-endian, any format version): its shape

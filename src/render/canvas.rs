@@ -63,6 +63,12 @@ impl Canvas {
         }
     }
 
+    /// The pixels of row `y`, the whole width.
+    pub fn row(&self, y: u32) -> &[u8] {
+        let width = self.width as usize * 3;
+        &self.pixels[y as usize * width..(y as usize + 1) * width]
+    }
+
     /// Mutable access to the pixels of row `y` from column `x` on, `len` pixels long.
     pub fn row_mut(&mut self, x: u32, y: u32, len: u32) -> &mut [u8] {
         let start = (y as usize * self.width as usize + x as usize) * 3;

@@ -10,6 +10,8 @@
 //! so the page decodes the map it shows first and the rest while it is seen. Tokens travel in JSON and are inserted as text,
 //! never as markup.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::colormap::{rgb_hex, Colormap};
@@ -32,8 +34,43 @@ pub struct View<'a> {
     pub layers: Vec<usize>,
     /// Head names; "all" for views with one map per layer.
     pub heads: Vec<String>,
-    /// Row-major `[layers.len(), heads.len(), seq, seq]`.
-    pub values: &'a [f32],
+    /// `[layers.len(), heads.len(), seq, seq]`, as numbers or already packed.
+    pub maps: Maps<'a>,
+}
+
+/// A view's maps: row-major numbers, or packed one map at a time as they were computed
+/// (a dump streaming its layers never holds every map as f32).
+pub enum Maps<'a> {
+    Values(&'a [f32]),
+    Packed(&'a PackedMaps),
+}
+
+/// Maps packed as the page holds them, `[layer, head]` order; see [`pack`].
+#[derive(Debug, Default, Clone)]
+pub struct PackedMaps {
+    scales: Vec<f32>,
+    codes: Vec<String>,
+}
+
+impl PackedMaps {
+    /// Pack the next map (`[seq, seq]`); a NaN or infinity is refused, naming its place.
+    pub fn push(&mut self, layer: usize, head: usize, map: &[f32], seq: usize) -> Result<(), RenderError> {
+        if let Some(position) = map.iter().position(|v| !v.is_finite()) {
+            return Err(RenderError::NonFiniteInGrid { layer, head, row: position / seq.max(1), col: position % seq.max(1) });
+        }
+        let (scale, codes) = pack(map);
+        self.scales.push(scale);
+        self.codes.push(super::base64::encode(&codes));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
 }
 
 /// Everything the page shows.
@@ -69,19 +106,19 @@ struct PageData<'a> {
     mask: String,
     scale: &'static str,
     note: &'a str,
-    views: Vec<ViewData>,
+    views: Vec<ViewData<'a>>,
 }
 
 #[derive(Serialize)]
-struct ViewData {
+struct ViewData<'a> {
     name: String,
     description: String,
     layers: Vec<usize>,
     heads: Vec<String>,
     /// Per map: the weight code 255 stands for.
-    scales: Vec<f32>,
+    scales: Cow<'a, [f32]>,
     /// Per map: base64 of its codes, `[query, key]` row-major.
-    codes: Vec<String>,
+    codes: Cow<'a, [String]>,
 }
 
 /// Bytes of packed weights `page` needs, to check against [`MAX_CODES`] before building it.
@@ -98,35 +135,45 @@ pub fn view_html(page: &Page) -> Result<Vec<u8>, RenderError> {
     let mut views = Vec::with_capacity(page.views.len());
     for view in &page.views {
         let maps = view.layers.len() * view.heads.len();
-        if view.values.len() != maps * map_len {
+        let values = match &view.maps {
+            Maps::Packed(packed) if packed.len() == maps => {
+                views.push(ViewData {
+                    name: view.name.clone(),
+                    description: view.description.clone(),
+                    layers: view.layers.clone(),
+                    heads: view.heads.clone(),
+                    scales: Cow::Borrowed(&packed.scales),
+                    codes: Cow::Borrowed(&packed.codes),
+                });
+                continue;
+            }
+            Maps::Packed(packed) => {
+                return Err(RenderError::ShapeMismatch {
+                    shape: format!("[{} layers, {} heads] packed maps ({})", view.layers.len(), view.heads.len(), view.name),
+                    expected: maps,
+                    got: packed.len(),
+                })
+            }
+            Maps::Values(values) => values,
+        };
+        if values.len() != maps * map_len {
             return Err(RenderError::ShapeMismatch {
                 shape: format!("[{} layers, {} heads, {} queries, {} keys] ({})", view.layers.len(), view.heads.len(), page.seq, page.seq, view.name),
                 expected: maps * map_len,
-                got: view.values.len(),
+                got: values.len(),
             });
         }
-        let mut codes = Vec::with_capacity(maps);
-        let mut scales = Vec::with_capacity(maps);
-        for (index, map) in view.values.chunks_exact(map_len).enumerate() {
-            if let Some(position) = map.iter().position(|v| !v.is_finite()) {
-                return Err(RenderError::NonFiniteInGrid {
-                    layer: view.layers[index / view.heads.len()],
-                    head: index % view.heads.len(),
-                    row: position / page.seq,
-                    col: position % page.seq,
-                });
-            }
-            let (scale, map_codes) = pack(map);
-            scales.push(scale);
-            codes.push(super::base64::encode(&map_codes));
+        let mut packed = PackedMaps::default();
+        for (index, map) in values.chunks_exact(map_len).enumerate() {
+            packed.push(view.layers[index / view.heads.len()], index % view.heads.len(), map, page.seq)?;
         }
         views.push(ViewData {
             name: view.name.clone(),
             description: view.description.clone(),
             layers: view.layers.clone(),
             heads: view.heads.clone(),
-            scales,
-            codes,
+            scales: Cow::Owned(packed.scales),
+            codes: Cow::Owned(packed.codes),
         });
     }
     let lut: String = (0..256).map(|i| rgb_hex(page.colormap.rgb(i as f32 / 255.0))).collect();
@@ -146,7 +193,8 @@ pub fn view_html(page: &Page) -> Result<Vec<u8>, RenderError> {
         views,
     };
     let json = serde_json::to_string(&data).unwrap_or_default();
-    Ok(fill(TEMPLATE, &script_safe(&json)).into_bytes())
+    drop(data);
+    Ok(fill(TEMPLATE, &json).into_bytes())
 }
 
 /// Packs one map: its scale (the largest value, 1 when nothing is above 0) and one byte per value.
@@ -160,13 +208,38 @@ pub fn pack(map: &[f32]) -> (f32, Vec<u8>) {
 
 /// JSON that can sit inside a `<script>` element: `<` can never close it (nor
 /// open a comment), because it only occurs inside strings and is written as an escape there.
+#[cfg(test)]
 fn script_safe(json: &str) -> String {
-    json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+    let mut safe = String::with_capacity(json.len());
+    push_script_safe(&mut safe, json);
+    safe
 }
 
-fn fill(template: &str, data: &str) -> String {
+/// [`script_safe`] appended to `out`, in one pass (a page's JSON is up to ~53 MB: no copies).
+fn push_script_safe(out: &mut String, json: &str) {
+    let mut rest = json;
+    while let Some(at) = rest.find(['<', '>', '&']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'<' => "\\u003c",
+            b'>' => "\\u003e",
+            _ => "\\u0026",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// The template with the page's JSON, made script-safe, in its data slot.
+fn fill(template: &str, json: &str) -> String {
     match template.split_once(DATA_SLOT) {
-        Some((before, after)) => format!("{before}{data}{after}"),
+        Some((before, after)) => {
+            let mut page = String::with_capacity(before.len() + json.len() + json.len() / 64 + after.len());
+            page.push_str(before);
+            push_script_safe(&mut page, json);
+            page.push_str(after);
+            page
+        }
         None => template.to_string(),
     }
 }

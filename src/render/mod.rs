@@ -32,7 +32,7 @@ mod text;
 
 pub use colormap::Colormap;
 pub use compare::{compare_png, CompareOptions};
-pub use grid::{grid_png, grid_svg, GridOptions};
+pub use grid::{grid_png, grid_svg, GridOptions, GridPng, GridSvg, GridTile, TilePainter};
 pub use heatmap::{heatmap_png, heatmap_svg, HeatmapOptions, Layout, Mask, Scale};
 pub use marks::{mark_cells, CellMark};
 
@@ -60,6 +60,11 @@ pub enum RenderError {
         expected: usize,
         got: usize,
     },
+
+    /// A grid drawn tile by tile has each tile's own scale or a fixed one: a scale over
+    /// every tile is not known until the last tile.
+    #[error("a grid drawn tile by tile needs each tile's own colour scale or a fixed one; one scale over every tile needs them all first (use grid_png)")]
+    GridScaleUnknown,
 
     /// A picture needs at least one cell.
     #[error("nothing to draw: the shape {shape} has no cells")]

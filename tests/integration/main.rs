@@ -16,6 +16,7 @@ mod hooks;
 mod render;
 mod source;
 mod speed;
+mod stream;
 mod terminal;
 mod viewers;
 mod views;

@@ -288,7 +288,7 @@ fn a_page_of_512_tokens_and_72_heads_stays_under_60_mb() {
         colormap: Colormap::Viridis,
         scale: "max",
         note: "",
-        views: vec![View { name: "weights".into(), description: "attention weight".into(), layers: (0..6).collect(), heads: (0..12).map(|h| h.to_string()).collect(), values: &values }],
+        views: vec![View { name: "weights".into(), description: "attention weight".into(), layers: (0..6).collect(), heads: (0..12).map(|h| h.to_string()).collect(), maps: attnmap::render::html::Maps::Values(&values) }],
     };
     let bytes = html::view_html(&page).unwrap();
     assert!(bytes.len() < 60_000_000, "{} bytes", bytes.len());
