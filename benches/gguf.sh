@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # SmolLM2-135M-Instruct Q4_1 GGUF (30 layers x 9 heads, 8192 positions): what
-# `info` and `show` cost in time and peak RSS, from ~128 tokens up to the
-# model's 8,192 (issue 10: "GGUF and decoders", "long inputs").
+# `info`, `dump` and `show` cost in time and peak RSS, from ~130 tokens up to
+# the model's 8,192 (issue 10: "GGUF and decoders", "long inputs").
 #
 #   scripts/fetch-models.sh && cargo build --release && benches/gguf.sh [RUNS]
+#
+# The `dump` row is the whole command on ~130 tokens: all 270 heads, their
+# PNGs, grid.png, view.html and attention.npy. For the side-by-side row the
+# issue asks for, set CANDLE_MI_BIN to a program built on candle-mi 0.2.2 that
+# takes `DIR TEXT_FILE OUT.npy`, loads DIR (config.json, model.safetensors in
+# f32, tokenizer.json) as MIModel::from_pretrained does, captures
+# HookPoint::AttnPattern at every layer in one forward pass and writes the
+# [layers, heads, seq, seq] array; and CANDLE_MI_MODEL to SmolLM2 saved from
+# this GGUF as f32 safetensors (transformers: from_pretrained(dir,
+# gguf_file=...), state dict to model.safetensors, config and tokenizer
+# beside it; candle-mi 0.2.2 reads only a top-level "rope_theta", which
+# transformers 5 nests in "rope_parameters": copy it up, or its maps are off by
+# 0.65). Both rows then run interleaved on the same text.
 #
 # `show` keeps one head and computes attention in query blocks, so its peak
 # grows with seq x block plus the one map kept (seq^2 floats), not with every
@@ -35,6 +48,23 @@ text_of() {
 tokens() { head -c 128 "$work/map.npy" | tr -d '\0' | grep -ao "shape': ([0-9]*" | grep -o '[0-9]*$'; }
 
 measure "info (GGUF header only)" "$bin" -q info --model "$gguf"
+
+# ~130 tokens: one paragraph and a sentence.
+text_of 104
+printf '%s' "The mayor said the library would be open every day except Sunday, and that children under twelve could borrow up to five books at once." >>"$work/text104.txt"
+dump_row() {
+  measure "dump, all 270 heads + PNGs, ~130 tokens" "$bin" -q dump --file "$work/text104.txt" --model "$gguf" --out "$work/out"
+  echo "  (attention.npy $(head -c 128 "$work/out/attention.npy" | tr -d '\0' | grep -ao "shape': ([0-9, ]*)"))"
+}
+if [ -n "${CANDLE_MI_BIN:-}" ]; then
+  [ -x "$CANDLE_MI_BIN" ] && [ -f "${CANDLE_MI_MODEL:-}/model.safetensors" ] || { echo "CANDLE_MI_BIN must be executable and CANDLE_MI_MODEL a folder with model.safetensors" >&2; exit 2; }
+  for _ in 1 2; do
+    dump_row
+    measure "candle-mi 0.2.2, all 270 patterns, array only" "$CANDLE_MI_BIN" "$CANDLE_MI_MODEL" "$work/text104.txt" "$work/cmi.npy"
+  done
+else
+  dump_row
+fi
 text_of 128; text_of 2048; text_of 8192
 for n in 128 2048; do
   measure "show, one head of layer 29, ~$n tokens" "$bin" -q --file "$work/text$n.txt" --model "$gguf" --layer 29 --head 8 -o "$work/map.npy" --format npy

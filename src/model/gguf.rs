@@ -15,15 +15,17 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Activation, VarBuilder};
-use rayon::prelude::*;
+use memmap2::Mmap;
 
+use super::blocks::Blocks;
 use super::llama::{Config, Family, Llama, RopeScaling, Tensors};
 use super::{gguf_tokenizer, LoadOptions, Loaded};
 use crate::error::{first_line, Error, Result};
@@ -31,25 +33,29 @@ use crate::error::{first_line, Error, Result};
 /// `general.architecture` values attnmap can load.
 pub const SUPPORTED: &[&str] = &["llama"];
 
-/// A GGUF file's metadata and tensor directory; tensors are read from the file
-/// one at a time when asked for, so the file is never held whole in memory.
+/// A GGUF file's metadata and tensor directory over the memory-mapped file:
+/// tensors are decoded from the page cache when a layer needs them, so the file
+/// is never copied into memory whole.
 pub(crate) struct GgufFile {
     pub path: PathBuf,
     content: Content,
+    map: Arc<Mmap>,
 }
 
 impl GgufFile {
-    /// Read the header only (metadata and tensor directory), through a buffer so
-    /// that tens of thousands of vocabulary strings cost no system call each.
+    /// Map the file and parse its header (metadata and tensor directory) from memory:
+    /// tens of thousands of vocabulary strings then cost no system call each.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?;
-        let file_len = file.metadata().map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, file);
+        // SAFETY: the map is read-only; as in llama.cpp and candle, a file rewritten while
+        // attnmap runs is outside what it guards against.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::model_file(path, format!("cannot be read: {e}")))?;
+        let file_len = map.len() as u64;
         let invalid = |why: String| Error::model_file(path, format!("is not a valid GGUF file ({why}); download it again or convert it with llama.cpp"));
-        let content = crate::error::contain_panics(|| Content::read(&mut reader))
+        let content = crate::error::contain_panics(|| Content::read(&mut Cursor::new(&map[..])))
             .ok_or_else(|| invalid("its header is malformed".into()))?
             .map_err(|e| invalid(first_line(&e)))?;
-        let gguf = Self { path: path.to_path_buf(), content };
+        let gguf = Self { path: path.to_path_buf(), content, map: Arc::new(map) };
         gguf.check_extents(file_len)?;
         Ok(gguf)
     }
@@ -156,13 +162,29 @@ impl GgufFile {
         self.content.tensor_infos.contains_key(name)
     }
 
-    fn tensor(&self, reader: &mut BufReader<File>, name: &str) -> Result<QTensor> {
-        if !self.has_tensor(name) {
-            return Err(Error::model_file(&self.path, format!("has no tensor {name}; the file is incomplete or not a llama model")));
-        }
-        self.content
-            .tensor(reader, name, &Device::Cpu)
+    fn no_tensor(&self, name: &str) -> Error {
+        Error::model_file(&self.path, format!("has no tensor {name}; the file is incomplete or not a llama model"))
+    }
+
+    /// A small tensor (norms, biases) decoded to f32 now.
+    fn dense(&self, name: &str) -> Result<Tensor> {
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| self.no_tensor(name))?;
+        let start = (self.content.tensor_data_offset + info.offset) as usize;
+        let dims = info.shape.dims().to_vec();
+        let bytes = dims.iter().product::<usize>() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        // check_extents has put every tensor inside the file.
+        qtensor_from_ggml(info.ggml_dtype, &self.map[start..start + bytes], dims, &Device::Cpu)
+            .and_then(|tensor| tensor.dequantize(&Device::Cpu))
             .map_err(|e| Error::model_file(&self.path, format!("cannot read tensor {name} ({}); download the file again", first_line(&e))))
+    }
+
+    /// A matrix left in the file's blocks, to be decoded when it is used.
+    fn blocks(&self, name: &str) -> Result<Blocks> {
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| self.no_tensor(name))?;
+        let start = (self.content.tensor_data_offset + info.offset) as usize;
+        let bad = |why: String| Error::model_file(&self.path, format!("tensor {name} cannot be decoded ({why})"));
+        let &[rows, columns] = info.shape.dims() else { return Err(bad(format!("it is not a matrix: {:?}", info.shape.dims()))) };
+        Blocks::new(&self.map, start, info.ggml_dtype, rows, columns).map_err(|e| bad(first_line(&e)))
     }
 
     /// How many tensors of each quantization type the file holds, e.g. "Q4_1 x210, F32 x61, Q8_0 x1".
@@ -200,8 +222,8 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<(Loaded, usize)> {
     let tokenizer = gguf_tokenizer::from_gguf(&gguf, config.max_positions)?;
     let summary = gguf.dtype_summary();
     let tensors = read_tensors(&gguf, &config, options.quantized)?;
-    let vb = VarBuilder::from_tensors(tensors.0, DType::F32, &Device::Cpu);
-    let model = Llama::load(&config, Tensors { dense: vb, quantized: tensors.1, dequantize_on_use: !options.quantized }).map_err(|e| match e {
+    let vb = VarBuilder::from_tensors(tensors.dense, DType::F32, &Device::Cpu);
+    let model = Llama::load(&config, Tensors { dense: vb, quantized: tensors.quantized, blocks: tensors.blocks }).map_err(|e| match e {
         Error::Compute(inner) => Error::model_file(path, format!("does not hold the tensors its metadata describes ({})", first_line(&inner))),
         other => other,
     })?;
@@ -322,56 +344,45 @@ fn wanted(config: &Config) -> Vec<Wanted> {
     list
 }
 
-type DenseAndQuantized = (HashMap<String, Tensor>, HashMap<String, QTensor>);
-
-/// Read every tensor the model needs. The projection weights and the token
-/// embedding stay in the file's blocks: with `quantized` for candle's quantized
-/// matmuls, otherwise to be dequantized to f32 when a layer runs (or, for the
-/// embedding, row by row), so the f32 copy of the whole model never exists.
-/// The norms (small) are dequantized here.
-fn read_tensors(gguf: &GgufFile, config: &Config, quantized: bool) -> Result<DenseAndQuantized> {
-    let mut raw = Vec::new();
-    let file = File::open(&gguf.path).map_err(|e| Error::model_file(&gguf.path, format!("cannot be read: {e}")))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+/// Find every tensor the model needs. Matrices (the projection weights and the
+/// token embedding) stay in the mapped file's blocks, decoded to f32 when a
+/// layer runs (the embedding row by row), so the f32 copy of the whole model
+/// never exists; with `quantized`, the quantized projections are copied out for
+/// candle's quantized matmuls instead. The norms and biases (small) are decoded here.
+fn read_tensors(gguf: &GgufFile, config: &Config, quantized: bool) -> Result<GgufTensors> {
+    let mut tensors = GgufTensors::default();
+    let bad = |name: &str, e: candle_core::Error| Error::model_file(&gguf.path, format!("tensor {name} cannot be decoded ({})", first_line(&e)));
     for want in wanted(config) {
-        let tensor = gguf.tensor(&mut reader, &want.gguf)?;
-        raw.push((want, tensor));
-    }
-    let path = gguf.path.clone();
-    let bad = |name: &str, e: candle_core::Error| Error::model_file(&path, format!("tensor {name} cannot be decoded ({})", first_line(&e)));
-    let keep_quantized = |want: &Wanted, tensor: &QTensor| {
-        let float = matches!(tensor.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
-        if quantized {
-            want.matmul && !float
-        } else {
-            want.matmul || want.hf == "embed_tokens.weight"
-        }
-    };
-    let mut quantized_tensors = HashMap::new();
-    let mut dense_jobs = Vec::new();
-    for (want, tensor) in raw {
-        if keep_quantized(&want, &tensor) {
-            let tensor = match want.permuted_heads {
-                Some(heads) => unpermute_quantized(&tensor, heads).map_err(|e| bad(&want.gguf, e))?,
-                None => tensor,
-            };
-            quantized_tensors.insert(want.hf, tensor);
-        } else {
-            dense_jobs.push((want, tensor));
-        }
-    }
-    let dense = dense_jobs
-        .into_par_iter()
-        .map(|(want, tensor)| {
-            let values = tensor.dequantize(&Device::Cpu).map_err(|e| bad(&want.gguf, e))?;
+        if !want.matmul && want.hf != "embed_tokens.weight" {
+            let values = gguf.dense(&want.gguf)?;
             let values = match want.permuted_heads {
                 Some(heads) => unpermute(&values, heads).map_err(|e| bad(&want.gguf, e))?,
                 None => values,
             };
-            Ok((want.hf, values))
-        })
-        .collect::<Result<HashMap<_, _>>>()?;
-    Ok((dense, quantized_tensors))
+            tensors.dense.insert(want.hf, values);
+            continue;
+        }
+        let blocks = gguf.blocks(&want.gguf)?;
+        let blocks = match want.permuted_heads {
+            Some(heads) => blocks.unpermuted(heads).map_err(|e| bad(&want.gguf, e))?,
+            None => blocks,
+        };
+        let float = matches!(blocks.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        if quantized && want.matmul && !float {
+            tensors.quantized.insert(want.hf, blocks.to_qtensor().map_err(|e| bad(&want.gguf, e))?);
+        } else {
+            tensors.blocks.insert(want.hf, blocks);
+        }
+    }
+    Ok(tensors)
+}
+
+/// A GGUF model's tensors by Hugging Face name, as [`Tensors`] takes them.
+#[derive(Default)]
+struct GgufTensors {
+    dense: HashMap<String, Tensor>,
+    quantized: HashMap<String, QTensor>,
+    blocks: HashMap<String, Blocks>,
 }
 
 /// llama.cpp's `permute` undone on rows: within each head, GGUF row `2i + j`
@@ -385,35 +396,6 @@ fn unpermute(values: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let half = rows / heads / 2;
     let rest: usize = dims[1..].iter().product();
     values.reshape((heads, half, 2, rest))?.transpose(1, 2)?.contiguous()?.reshape(dims)
-}
-
-/// The same row permutation on a quantized tensor: blocks run along rows, so
-/// whole rows of bytes move and nothing is requantized.
-fn unpermute_quantized(tensor: &QTensor, heads: usize) -> candle_core::Result<QTensor> {
-    let dims = tensor.shape().dims().to_vec();
-    let (rows, columns) = match dims.as_slice() {
-        [rows, columns] => (*rows, *columns),
-        _ => candle_core::bail!("is not a matrix: {dims:?}"),
-    };
-    if heads == 0 || rows % (2 * heads) != 0 {
-        candle_core::bail!("has {rows} rows, not a whole number of {heads} heads with even head_dim");
-    }
-    let dtype = tensor.dtype();
-    let row_bytes = columns / dtype.block_size() * dtype.type_size();
-    let data = tensor.data()?;
-    let head_dim = rows / heads;
-    let half = head_dim / 2;
-    let mut out = vec![0u8; data.len()];
-    for head in 0..heads {
-        for i in 0..half {
-            for j in 0..2 {
-                let from = head * head_dim + 2 * i + j;
-                let to = head * head_dim + j * half + i;
-                out[to * row_bytes..(to + 1) * row_bytes].copy_from_slice(&data[from * row_bytes..(from + 1) * row_bytes]);
-            }
-        }
-    }
-    qtensor_from_ggml(dtype, &out, dims, &Device::Cpu)
 }
 
 #[cfg(test)]
@@ -435,14 +417,5 @@ mod tests {
         assert_eq!(unpermute(&stored, 2).unwrap().to_vec2::<f32>().unwrap(), hf.to_vec2::<f32>().unwrap());
         let bias = Tensor::arange(0f32, 8.0, &Device::Cpu).unwrap();
         assert_eq!(unpermute(&permute(&bias, 2), 2).unwrap().to_vec1::<f32>().unwrap(), bias.to_vec1::<f32>().unwrap());
-    }
-
-    #[test]
-    fn quantized_unpermute_moves_whole_rows() {
-        let hf = Tensor::randn(0f32, 1.0, (8, 64), &Device::Cpu).unwrap();
-        let stored = QTensor::quantize(&permute(&hf, 2), GgmlDType::Q8_0).unwrap();
-        let direct = QTensor::quantize(&hf, GgmlDType::Q8_0).unwrap().dequantize(&Device::Cpu).unwrap();
-        let undone = unpermute_quantized(&stored, 2).unwrap().dequantize(&Device::Cpu).unwrap();
-        assert_eq!(undone.to_vec2::<f32>().unwrap(), direct.to_vec2::<f32>().unwrap());
     }
 }

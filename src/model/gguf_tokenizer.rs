@@ -68,15 +68,20 @@ pub(crate) fn from_gguf(gguf: &GgufFile, max_len: usize) -> Result<TextTokenizer
         None => Vec::new(),
     };
     let alphabet: HashSet<char> = byte_alphabet().into_iter().collect();
-    let mut vocab = Vocab::default();
-    for (id, token) in tokens.iter().enumerate() {
-        let id = u32::try_from(id).map_err(|_| fail("has more than 2^32 tokens".into()))?;
-        vocab.insert(respell(token, &alphabet), id);
+    if u32::try_from(tokens.len()).is_err() {
+        return Err(fail("has more than 2^32 tokens".into()));
     }
-    let merges = merges
-        .iter()
-        .map(|merge| merge.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| fail(format!("merge {merge:?} is not two tokens"))))
-        .collect::<Result<Vec<_>>>()?;
+    // The vocabulary and the merges are ~50k strings each: built side by side.
+    let (vocab, merges) = rayon::join(
+        || tokens.iter().enumerate().map(|(id, token)| (respell(token, &alphabet), id as u32)).collect::<Vocab>(),
+        || {
+            merges
+                .iter()
+                .map(|merge| merge.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| fail(format!("merge {merge:?} is not two tokens"))))
+                .collect::<Result<Vec<_>>>()
+        },
+    );
+    let merges = merges?;
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
@@ -90,14 +95,13 @@ pub(crate) fn from_gguf(gguf: &GgufFile, max_len: usize) -> Result<TextTokenizer
     // spelled in the byte alphabet: any other is a llama.cpp mislabel and not in the vocabulary.
     let mut special = Vec::new();
     let mut added = Vec::new();
-    for (token, kind) in tokens.iter().zip(&types) {
-        if !token.chars().all(|c| alphabet.contains(&c)) {
+    for (token, &kind) in tokens.iter().zip(&types) {
+        if !matches!(kind, CONTROL | USER_DEFINED) || !token.chars().all(|c| alphabet.contains(&c)) {
             continue;
         }
-        match *kind {
+        match kind {
             CONTROL => special.push(AddedToken::from(token.as_str(), true)),
-            USER_DEFINED => added.push(AddedToken::from(token.as_str(), false).normalized(false)),
-            _ => {}
+            _ => added.push(AddedToken::from(token.as_str(), false).normalized(false)),
         }
     }
     tokenizer.add_special_tokens(&special);

@@ -21,13 +21,15 @@
 
 use std::collections::HashMap;
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Activation, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::attention::{attend, merge_heads, record_result, record_value_norm, split_heads, Mask};
+use super::blocks::Blocks;
+use super::kernels;
 use super::{ArchInfo, AttentionModel};
 use crate::error::{Error, Result};
 use crate::hooks::{HookKind, HookPoint, HookSink};
@@ -340,7 +342,7 @@ fn rope_from_json(raw: &RawConfig, max_positions: usize) -> std::result::Result<
 pub(crate) enum Projection {
     Dense(Linear),
     Quantized { matmul: QMatMul, weight: std::sync::Arc<QTensor>, bias: Option<Tensor> },
-    Dequantized { weight: QTensor, bias: Option<Tensor> },
+    Dequantized { weight: Blocks, bias: Option<Tensor> },
 }
 
 impl Projection {
@@ -348,7 +350,7 @@ impl Projection {
         Ok(match self {
             Projection::Dense(linear) => linear.forward(x)?,
             // Dequantizing is exact and deterministic, so this is the dense path's arithmetic bit for bit.
-            Projection::Dequantized { weight, bias } => Linear::new(weight.dequantize(&Device::Cpu)?, bias.clone()).forward(x)?,
+            Projection::Dequantized { weight, bias } => weight.linear(x, bias.as_ref())?,
             Projection::Quantized { matmul, bias, .. } => {
                 let out = matmul.forward(x)?;
                 match bias {
@@ -364,7 +366,7 @@ impl Projection {
         Ok(match self {
             Projection::Dense(linear) => linear.weight().clone(),
             Projection::Quantized { weight, .. } => weight.dequantize(&Device::Cpu)?,
-            Projection::Dequantized { weight, .. } => weight.dequantize(&Device::Cpu)?,
+            Projection::Dequantized { weight, .. } => weight.dequantize()?,
         })
     }
 }
@@ -373,22 +375,26 @@ impl Projection {
 pub(crate) struct Tensors<'a> {
     /// f32 tensors (safetensors, or GGUF dequantized and renamed).
     pub dense: VarBuilder<'a>,
-    /// Projection weights (and for GGUF the token embedding) kept in the file's blocks.
+    /// Projection weights for quantized matmuls (GGUF `--quantized`).
     pub quantized: HashMap<String, QTensor>,
-    /// Compute `quantized` in f32, dequantized on use, instead of with quantized matmuls.
-    pub dequantize_on_use: bool,
+    /// GGUF matrices left in the mapped file, dequantized to f32 when used.
+    pub blocks: HashMap<String, Blocks>,
 }
 
 impl Tensors<'_> {
     fn projection(&mut self, prefix: &str, input: usize, output: usize, bias: bool) -> Result<Projection> {
         let vb = self.dense.pp(prefix);
         let bias = if bias { Some(vb.get(output, "bias")?) } else { None };
+        let wrong_shape = |dims: &[usize]| candle_core::Error::Msg(format!("{prefix}.weight has shape {dims:?}, expected [{output}, {input}]"));
+        if let Some(weight) = self.blocks.remove(&format!("{prefix}.weight")) {
+            if weight.dims() != [output, input] {
+                return Err(wrong_shape(&weight.dims()).into());
+            }
+            return Ok(Projection::Dequantized { weight, bias });
+        }
         if let Some(weight) = self.quantized.remove(&format!("{prefix}.weight")) {
             if weight.shape().dims() != [output, input] {
-                return Err(candle_core::Error::Msg(format!("{prefix}.weight has shape {:?}, expected [{output}, {input}]", weight.shape().dims())).into());
-            }
-            if self.dequantize_on_use {
-                return Ok(Projection::Dequantized { weight, bias });
+                return Err(wrong_shape(weight.shape().dims()).into());
             }
             let weight = std::sync::Arc::new(weight);
             return Ok(Projection::Quantized { matmul: QMatMul::from_arc(weight.clone())?, weight, bias });
@@ -419,29 +425,15 @@ struct Layer {
 /// the rows of the input's tokens are dequantized.
 enum Embed {
     Dense(Embedding),
-    Rows(QTensor),
+    Rows(Blocks),
 }
 
 impl Embed {
     fn forward(&self, ids: &[u32]) -> Result<Tensor> {
         match self {
             Embed::Dense(table) => Ok(table.forward(&Tensor::new(ids, &Device::Cpu)?)?),
-            Embed::Rows(table) => {
-                // Blocks run along rows, so a row's bytes dequantize alone to what the whole table would give.
-                let (vocab, width) = table.shape().dims2()?;
-                let dtype = table.dtype();
-                let row_bytes = width / dtype.block_size() * dtype.type_size();
-                let data = table.data()?;
-                let mut rows = Vec::with_capacity(ids.len() * row_bytes);
-                for &id in ids {
-                    let id = id as usize;
-                    if id >= vocab {
-                        return Err(Error::Input(format!("token id {id} is outside this model's vocabulary of {vocab} tokens; the tokenizer does not match the weights")));
-                    }
-                    rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
-                }
-                Ok(qtensor_from_ggml(dtype, &rows, vec![ids.len(), width], &Device::Cpu)?.dequantize(&Device::Cpu)?)
-            }
+            // forward() has checked every id against the vocabulary.
+            Embed::Rows(table) => Ok(table.rows(&ids.iter().map(|&id| id as usize).collect::<Vec<_>>())?),
         }
     }
 }
@@ -464,10 +456,10 @@ impl Llama {
         let hidden = config.hidden_size;
         let (q_width, kv_width) = (config.heads * config.head_dim, config.kv_heads * config.head_dim);
         let eps = config.rms_norm_eps;
-        let embed = match tensors.quantized.remove("embed_tokens.weight") {
-            Some(table) if table.shape().dims() == [config.vocab_size, hidden] => Embed::Rows(table),
+        let embed = match tensors.blocks.remove("embed_tokens.weight") {
+            Some(table) if table.dims() == [config.vocab_size, hidden] => Embed::Rows(table),
             Some(table) => {
-                return Err(candle_core::Error::Msg(format!("embed_tokens.weight has shape {:?}, expected [{}, {hidden}]", table.shape().dims(), config.vocab_size)).into())
+                return Err(candle_core::Error::Msg(format!("embed_tokens.weight has shape {:?}, expected [{}, {hidden}]", table.dims(), config.vocab_size)).into())
             }
             None => Embed::Dense(Embedding::new(tensors.dense.get((config.vocab_size, hidden), "embed_tokens.weight")?, hidden)),
         };
@@ -548,10 +540,14 @@ impl AttentionModel for Llama {
                 record_result(index, &z, &w_o, sink)?;
                 record_value_norm(index, &v, &w_o, sink)?;
             }
-            hidden = (hidden + layer.o.forward(&merge_heads(&z)?)?)?;
+            hidden = kernels::add(&hidden, &layer.o.forward(&merge_heads(&z)?)?)?;
             let normed = layer.post_norm.forward(&hidden)?;
-            let gated = (self.act.forward(&layer.gate.forward(&normed)?)? * layer.up.forward(&normed)?)?;
-            hidden = (hidden + layer.down.forward(&gated)?)?;
+            let (gate, up) = (layer.gate.forward(&normed)?, layer.up.forward(&normed)?);
+            let gated = match self.act {
+                Activation::Silu => kernels::silu_mul(&gate, &up)?,
+                act => (act.forward(&gate)? * up)?,
+            };
+            hidden = kernels::add(&hidden, &layer.down.forward(&gated)?)?;
             if index >= last && index + 1 < self.layers.len() {
                 return Ok(hidden);
             }

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod bert;
+mod blocks;
 pub mod dense;
 pub mod distilbert;
 pub mod gguf;
@@ -241,7 +242,7 @@ impl Architecture for LlamaArch {
     }
 
     fn build(&self, vb: VarBuilder<'static>) -> Result<Box<dyn AttentionModel>> {
-        let tensors = llama::Tensors { dense: vb, quantized: Default::default(), dequantize_on_use: false };
+        let tensors = llama::Tensors { dense: vb, quantized: Default::default(), blocks: Default::default() };
         Ok(Box::new(llama::Llama::load(&self.0, tensors)?))
     }
 }
