@@ -13,7 +13,7 @@ use crate::cli::{AggregateArg, DiffArgs, InputArgs, MetricArg, ModelArgs, ScaleA
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::output::npy::read_npy_f32_file;
-use crate::output::{check_target_dir, read_npy_f32, write_file, write_stdout, StagedDir};
+use crate::output::{check_target_dir, read_npy_f32, write_staged, write_stdout, StagedDir};
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 
 use super::dump::LAYOUT_VERSION;
@@ -459,7 +459,7 @@ fn write_pictures(dir: &Path, parent: &Path, report: &DiffReport, comparison: &C
                 fixed_scale: fixed,
             },
         )?;
-        write_file(&root.join(format!("L{:02}_H{:02}.png", head.layer(), head.head())), &bytes)?;
+        write_staged(&root.join(format!("L{:02}_H{:02}.png", head.layer(), head.head())), &bytes)?;
     }
     if changed.is_empty() && !ui.quiet {
         eprintln!("attnmap: no head changed, so {} holds no old | new | difference pictures (only grid.png and the report)", dir.display());
@@ -495,8 +495,8 @@ fn write_pictures(dir: &Path, parent: &Path, report: &DiffReport, comparison: &C
             ..HeatmapOptions::default()
         },
     )?;
-    write_file(&root.join("grid.png"), &grid)?;
-    write_file(&root.join("report.md"), report::markdown(report).as_bytes())?;
-    write_file(&root.join("report.json"), report::json(report).as_bytes())?;
+    write_staged(&root.join("grid.png"), &grid)?;
+    write_staged(&root.join("report.md"), report::markdown(report).as_bytes())?;
+    write_staged(&root.join("report.json"), report::json(report).as_bytes())?;
     staging.publish()
 }

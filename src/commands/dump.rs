@@ -29,7 +29,7 @@ use crate::analysis::views::{check_flow_size, View};
 use crate::capture::Capture;
 use crate::cli::DumpArgs;
 use crate::error::{Error, Result};
-use crate::output::{check_target_dir, npy_header, write_file, StagedDir};
+use crate::output::{check_target_dir, npy_header, write_staged, StagedDir};
 use crate::render::html;
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
@@ -271,7 +271,7 @@ pub(super) fn write_dump(
     drop(finished);
     match page {
         Ok(page) => {
-            write_file(&root.join("view.html"), &page)?;
+            write_staged(&root.join("view.html"), &page)?;
             if let Some(files) = manifest.get_mut("files").and_then(|f| f.as_array_mut()) {
                 files.push("view.html".into());
             }
@@ -282,7 +282,7 @@ pub(super) fn write_dump(
     }
     let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::output("manifest.json", e))?;
     text.push('\n');
-    write_file(&root.join("manifest.json"), text.as_bytes())?;
+    write_staged(&root.join("manifest.json"), text.as_bytes())?;
 
     staging.publish()?;
     Ok(layers * heads)

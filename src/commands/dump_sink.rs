@@ -19,7 +19,7 @@ use crate::analysis::views::{flow_of_residuals, norm_layer, residual_attention, 
 use crate::capture::{LayerMaps, LayerSink};
 use crate::cli::{DumpArgs, ScaleArg};
 use crate::error::{Error, Result};
-use crate::output::{read_npy_f32_range, write_file, NpyWriter};
+use crate::output::{read_npy_f32_range, write_staged, NpyWriter};
 use crate::render::html::PackedMaps;
 use crate::render::{Colormap, GridOptions, GridPng, GridSvg, GridTile, Mask, Scale};
 use crate::tokenize::Encoded;
@@ -176,7 +176,7 @@ impl<'a> DumpSink<'a> {
             let title = if view.per_head() { format!("{name} · layer {layer} · head {head} · {}", view.name()) } else { format!("{name} · {} to layer {layer}", view.name()) };
             let scale = scale_of(view, map, style, self.norm_largest);
             let bytes = view_picture(map, &self.tokens, self.plan.causal, view, &title, self.plan.input.dropped, scale, style)?;
-            write_file(&self.plan.root.join(picture_file(view, layer, head, false)), &bytes)
+            write_staged(&self.plan.root.join(picture_file(view, layer, head, false)), &bytes)
         })
     }
 
@@ -213,9 +213,9 @@ impl<'a> DumpSink<'a> {
         for (_, array) in std::mem::take(&mut self.word_arrays) {
             array.finish()?;
         }
-        write_file(&self.plan.root.join("grid.png"), &self.grid.finish()?)?;
+        write_staged(&self.plan.root.join("grid.png"), &self.grid.finish()?)?;
         if let Some(grid) = self.grid_svg.take() {
-            write_file(&self.plan.root.join("grid.svg"), &grid.finish())?;
+            write_staged(&self.plan.root.join("grid.svg"), &grid.finish())?;
         }
         self.plan.progress.inc(1);
         Ok(Finished { page: self.page })
@@ -238,10 +238,10 @@ impl LayerSink for DumpSink<'_> {
                 if plan.pictures {
                     let title = format!("{} · layer {layer} · head {head}", plan.name);
                     let png = map_picture(values, plan.input, plan.causal, &title, &plan.args.style, Picture::Png)?;
-                    write_file(&plan.root.join(picture_file(View::Weights, layer, head, false)), &png)?;
+                    write_staged(&plan.root.join(picture_file(View::Weights, layer, head, false)), &png)?;
                     if plan.args.svg {
                         let svg = map_picture(values, plan.input, plan.causal, &title, &plan.args.style, Picture::Svg)?;
-                        write_file(&plan.root.join(picture_file(View::Weights, layer, head, true)), &svg)?;
+                        write_staged(&plan.root.join(picture_file(View::Weights, layer, head, true)), &svg)?;
                     }
                 }
                 plan.progress.inc(1);

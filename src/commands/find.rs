@@ -10,7 +10,7 @@ use crate::analysis::words::Word;
 use crate::capture::Capture;
 use crate::cli::{FindArgs, NullArg};
 use crate::error::{Error, Result};
-use crate::output::{check_target_dir, write_file, write_stdout, StagedDir};
+use crate::output::{check_target_dir, write_staged, write_stdout, StagedDir};
 use crate::render::find_report::{self, FindReport};
 use crate::render::Colormap;
 use crate::tokenize::Encoded;
@@ -447,7 +447,7 @@ fn write_pictures(dir: &Path, parent: &Path, report: &FindReport, args: &FindArg
     let passing = outlined.iter().filter(|&&p| p).count();
     let title = format!("{} · score per head · {passing} outlined pass at FDR {}", report.pattern, report.alpha);
     let bytes = layers_by_heads(&values, &labels, &outlined, report.layers, report.heads_per_layer, &title, "score", colormap)?;
-    write_file(&root.join("scores.png"), &bytes)?;
-    write_file(&root.join("find.json"), find_report::json(report).as_bytes())?;
+    write_staged(&root.join("scores.png"), &bytes)?;
+    write_staged(&root.join("find.json"), find_report::json(report).as_bytes())?;
     staging.publish()
 }

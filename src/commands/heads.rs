@@ -10,7 +10,7 @@ use crate::analysis::words;
 use crate::capture::Capture;
 use crate::cli::{HeadsArgs, InputArgs, ModelArgs, ProbeArgs, StyleArgs};
 use crate::error::{Error, Result};
-use crate::output::{check_target_dir, write_file, write_stdout, StagedDir};
+use crate::output::{check_target_dir, write_staged, write_stdout, StagedDir};
 use crate::render::{self, heads_report, CellMark, Colormap, HeatmapOptions, Scale};
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
@@ -93,10 +93,10 @@ fn write_pictures(dir: &Path, parent: &Path, report: &heads_report::HeadsReport,
         let labels: Vec<Option<String>> = report.heads.iter().map(|h| h.values[column].map(|v| format!("{v:.2}"))).collect();
         let title = format!("{name} per head · {} · {} text{} ({})", report.model, report.texts, if report.texts == 1 { "" } else { "s" }, report.level);
         let bytes = layers_by_heads(&values, &labels, &[], report.layers, report.heads_per_layer, &title, name, colormap)?;
-        write_file(&root.join(format!("{name}.png")), &bytes)?;
+        write_staged(&root.join(format!("{name}.png")), &bytes)?;
     }
-    write_file(&root.join("heads.json"), heads_report::json(report).as_bytes())?;
-    write_file(&root.join("heads.csv"), heads_report::csv(&report.heads).as_bytes())?;
+    write_staged(&root.join("heads.json"), heads_report::json(report).as_bytes())?;
+    write_staged(&root.join("heads.csv"), heads_report::csv(&report.heads).as_bytes())?;
     staging.publish()
 }
 

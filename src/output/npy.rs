@@ -87,7 +87,8 @@ impl NpyWriter {
         }
         let path = self.path.clone();
         let mut file = self.file.into_inner().map_err(|e| crate::error::Error::output(&path, format!("cannot be written ({}); is the disk full?", e.error())))?;
-        file.flush().and_then(|_| file.sync_all()).map_err(|e| crate::error::Error::output(&path, format!("cannot be written ({e}); is the disk full?")))
+        // No fsync: arrays are written inside a staged folder, synced once when it is published.
+        file.flush().map_err(|e| crate::error::Error::output(&path, format!("cannot be written ({e}); is the disk full?")))
     }
 }
 
