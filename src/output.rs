@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 pub mod npy;
 
-pub use npy::{npy_f32, npy_header, read_npy_f32, read_npy_f32_range, NpyWriter};
+pub use npy::{npy_f32, npy_header, read_npy_f32, NpyWriter};
 
 /// Read a regular file whole, refusing devices and FIFOs (a link to /dev/zero would
 /// otherwise be read until memory runs out).

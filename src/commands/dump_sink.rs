@@ -19,7 +19,8 @@ use crate::analysis::views::{flow_of_residuals, norm_layer, residual_attention, 
 use crate::capture::{LayerMaps, LayerSink};
 use crate::cli::{DumpArgs, ScaleArg};
 use crate::error::{Error, Result};
-use crate::output::{read_npy_f32_range, write_staged, NpyWriter};
+use crate::output::npy::NpyReader;
+use crate::output::{write_staged, NpyWriter};
 use crate::render::html::PackedMaps;
 use crate::render::{Colormap, GridOptions, GridPng, GridSvg, GridTile, Mask, Scale};
 use crate::tokenize::Encoded;
@@ -195,13 +196,17 @@ impl<'a> DumpSink<'a> {
             array.finish()?;
         }
         if let Some(array) = self.norm.take() {
-            let (path, header_len) = (array.path().to_path_buf(), array.header_len());
+            let path = array.path().to_path_buf();
             array.finish()?;
             if self.plan.args.style.scale == ScaleArg::Fixed {
                 // One range over the whole dump, known only now: read norm.npy back a layer at a time.
+                let unreadable = |e: String| Error::output(&path, format!("cannot be read back ({e})"));
+                let mut reader = NpyReader::open(&path).map_err(unreadable)?;
                 let per_layer = self.plan.heads * seq * seq;
+                let mut maps = Vec::with_capacity(per_layer);
                 for layer in 0..self.plan.layers {
-                    let maps = read_npy_f32_range(&path, header_len, layer * per_layer, per_layer)?;
+                    maps.clear();
+                    reader.read(per_layer, &mut maps).map_err(unreadable)?;
                     self.draw_view(View::Norm, layer, &maps)?;
                 }
             }

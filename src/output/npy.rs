@@ -38,7 +38,6 @@ pub fn npy_header(shape: &[usize]) -> Vec<u8> {
 pub struct NpyWriter {
     path: std::path::PathBuf,
     file: std::io::BufWriter<std::fs::File>,
-    header_len: u64,
     expected: usize,
     written: usize,
 }
@@ -50,7 +49,7 @@ impl NpyWriter {
         let header = npy_header(shape);
         let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(fail)?);
         file.write_all(&header).map_err(fail)?;
-        Ok(Self { path: path.to_path_buf(), file, header_len: header.len() as u64, expected: shape.iter().product(), written: 0 })
+        Ok(Self { path: path.to_path_buf(), file, expected: shape.iter().product(), written: 0 })
     }
 
     /// Append the next values (little-endian f32).
@@ -70,11 +69,6 @@ impl NpyWriter {
         Ok(())
     }
 
-    /// Where the values start in the file (the header's length).
-    pub fn header_len(&self) -> u64 {
-        self.header_len
-    }
-
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }
@@ -90,17 +84,6 @@ impl NpyWriter {
         // No fsync: arrays are written inside a staged folder, synced once when it is published.
         file.flush().map_err(|e| crate::error::Error::output(&path, format!("cannot be written ({e}); is the disk full?")))
     }
-}
-
-/// `count` f32 values of a `.npy` written by [`NpyWriter`] (little-endian), from value `start` on.
-pub fn read_npy_f32_range(path: &std::path::Path, header_len: u64, start: usize, count: usize) -> crate::error::Result<Vec<f32>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let fail = |e: std::io::Error| crate::error::Error::output(path, format!("cannot be read back ({e})"));
-    let mut file = std::fs::File::open(path).map_err(fail)?;
-    file.seek(SeekFrom::Start(header_len + start as u64 * 4)).map_err(fail)?;
-    let mut bytes = vec![0u8; count * 4];
-    file.read_exact(&mut bytes).map_err(fail)?;
-    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
 /// Read a float32 `.npy` (little- or big-endian, any format version): its shape
