@@ -16,8 +16,7 @@ use crate::output::npy::read_npy_f32_file;
 use crate::output::{check_target_dir, read_npy_f32, write_staged, write_stdout, StagedDir};
 use crate::render::{self, report, Colormap, CompareOptions, HeatmapOptions, Mask, Scale};
 
-use super::dump::LAYOUT_VERSION;
-use super::read_dumps::{Corpus, INDEX};
+use super::read_dumps::{read_manifest, Corpus, INDEX};
 use super::views::view_of;
 use super::{check_picture_flags, open_model, read_input, read_probe_file, Session};
 
@@ -262,21 +261,9 @@ fn read_dump(dir: &Path, view: View) -> Result<(String, SideMaps, String, Option
     if !dir.is_dir() {
         return Err(bad("no such folder; give a folder written by attnmap dump".into()));
     }
-    let manifest_path = dir.join("manifest.json");
-    let manifest: serde_json::Value = crate::output::read_regular_file(&manifest_path)
-        .map_err(|e| bad(format!("cannot read manifest.json ({e}); is it a folder written by attnmap dump?")))
-        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest.json is not valid JSON ({e})"))))?;
+    let manifest = read_manifest(dir)?;
     let field = |name: &str| manifest.get(name).ok_or_else(|| bad(format!("manifest.json has no {name:?}")));
     let count = |name: &str| field(name).and_then(|v| v.as_u64().map(|n| n as usize).ok_or_else(|| bad(format!("manifest.json {name:?} is not a count"))));
-    match field("layout_version")?.as_u64() {
-        Some(version) if version == u64::from(LAYOUT_VERSION) => {}
-        _ => {
-            return Err(bad(format!(
-                "manifest.json \"layout_version\" is {}, but this attnmap reads layout {LAYOUT_VERSION} only; make the dump again with this attnmap, or use the attnmap that wrote it",
-                manifest["layout_version"]
-            )))
-        }
-    }
     let (layers, heads, seq) = (count("layers")?, count("heads")?, count("seq_len")?);
     let ids: Vec<u32> = serde_json::from_value(field("ids")?.clone()).map_err(|e| bad(format!("manifest.json ids: {e}")))?;
     let tokens: Vec<String> = serde_json::from_value(field("tokens")?.clone()).map_err(|e| bad(format!("manifest.json tokens: {e}")))?;

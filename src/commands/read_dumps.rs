@@ -256,17 +256,17 @@ fn read_index(dir: &Path, path: &Path, bad: &dyn Fn(String) -> Error) -> Result<
     Ok(texts)
 }
 
-fn read_manifest(dir: &Path) -> Result<Value> {
+/// A dump folder's manifest.json, refused unless it is JSON of the layout this attnmap reads.
+pub(super) fn read_manifest(dir: &Path) -> Result<Value> {
     let bad = |message: String| Error::Input(format!("{}: {message}", dir.display()));
     let manifest: Value = read_regular_file(&dir.join("manifest.json"))
         .map_err(|e| bad(format!("cannot read manifest.json ({e}); is it a folder written by attnmap dump?")))
         .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest.json is not valid JSON ({e})"))))?;
-    match manifest.get("layout_version").and_then(Value::as_u64) {
-        Some(version) if version == u64::from(LAYOUT_VERSION) => Ok(manifest),
-        _ => Err(bad(format!(
-            "manifest.json \"layout_version\" is {}, but this attnmap reads layout {LAYOUT_VERSION} only; make the dump again with this attnmap",
-            manifest.get("layout_version").unwrap_or(&Value::Null)
-        ))),
+    let fix = "make the dump again with this attnmap, or use the attnmap that wrote it";
+    match manifest.get("layout_version") {
+        Some(version) if version.as_u64() == Some(u64::from(LAYOUT_VERSION)) => Ok(manifest),
+        Some(version) => Err(bad(format!("manifest.json \"layout_version\" is {version}, but this attnmap reads layout {LAYOUT_VERSION} only; {fix}"))),
+        None => Err(bad(format!("manifest.json has no \"layout_version\"; {fix}"))),
     }
 }
 
