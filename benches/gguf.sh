@@ -26,14 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-bin=${ATTNMAP_BIN:-target/release/attnmap}
 gguf=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 [ -f "$gguf" ] || { echo "$gguf is missing: run scripts/fetch-models.sh" >&2; exit 2; }
-[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
 # shellcheck source=benches/measure.sh
 . benches/measure.sh
 

@@ -1,6 +1,14 @@
-# Sourced by the bench scripts: `measure LABEL COMMAND...` runs COMMAND $runs times
-# (removing "$work/out" before each) and prints the median wall time and the largest
-# peak RSS. Needs $runs and $work set, and GNU time at /usr/bin/time.
+# Sourced by the bench scripts from the repository root, with $runs set. It sets $bin
+# (ATTNMAP_BIN, else the release build) and $work (a temporary folder removed on exit),
+# checks that both the binary and GNU time (/usr/bin/time) are there, and defines
+# `measure LABEL COMMAND...`: it runs COMMAND $runs times (removing "$work/out" before
+# each) and prints the median wall time and the largest peak RSS.
+bin=${ATTNMAP_BIN:-target/release/attnmap}
+[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
 measure() { # label, command...
   local label=$1; shift
   local times=() peak=0

@@ -13,16 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-bin=${ATTNMAP_BIN:-target/release/attnmap}
-[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-text=$(cargo run -q --release --example scale_model -- "$work/model")
-
 # shellcheck source=benches/measure.sh
 . benches/measure.sh
+text=$(cargo run -q --release --example scale_model -- "$work/model")
 
 echo "attnmap $("$bin" --version | cut -d' ' -f2), $(nproc) cores, model: 96 layers x 96 heads, hidden 192 (62 MB f32)"
 measure "show (layer 95, head 95: the whole forward)" "$bin" -q "$text" --model "$work/model" --layer 95 --head 95 -o "$work/map.png"
