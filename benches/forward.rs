@@ -7,7 +7,8 @@
 //! The PyTorch side runs when `$ATTNMAP_PYTHON` (default `python3`) imports
 //! torch and transformers (e.g. `ATTNMAP_PYTHON=/work/venv/bin/python`); it is
 //! a child process (benches/forward_torch.py) asked for one pass at a time, so
-//! the two are interleaved and a loaded machine slows both alike. Threads:
+//! the two are interleaved and a loaded machine slows both alike; each pass starts
+//! after SETTLE_MS idle, so neither is timed while the other's threads spin. Threads:
 //! `RAYON_NUM_THREADS` (candle and attnmap's kernels), else all cores; PyTorch
 //! is given the same number. Prints medians and the ratio attnmap / PyTorch, of
 //! wall-clock time and of process CPU time (each side's own process; on a
@@ -83,6 +84,10 @@ fn cpu_ms() -> f64 {
     time.tv_sec as f64 * 1e3 + time.tv_nsec as f64 / 1e6
 }
 
+/// Idle time before each timed pass, so neither side is timed while the other's worker
+/// threads still spin-wait for work (OpenMP's and rayon's both do, for up to milliseconds).
+const SETTLE_MS: u64 = 20;
+
 fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -143,8 +148,10 @@ fn main() {
         let (mut ours, mut theirs): (Vec<(f64, f64)>, Vec<(f64, f64)>) = (Vec::new(), Vec::new());
         let deadline = Instant::now() + Duration::from_secs(6);
         while ours.len() < 7 || (Instant::now() < deadline && ours.len() < 200) {
+            std::thread::sleep(Duration::from_millis(SETTLE_MS));
             ours.push(run_ours());
             if let Some(torch) = torch.as_mut() {
+                std::thread::sleep(Duration::from_millis(SETTLE_MS));
                 theirs.push(torch.time(&input));
             }
         }
