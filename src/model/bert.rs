@@ -15,7 +15,7 @@ use super::attention::{attend, merge_heads, record_result, record_value_norm, Ma
 use super::dense::Dense;
 use super::{check_geometry, inverse_sqrt, layer_norm, linear, ArchInfo, Architecture, AttentionModel};
 use crate::error::{Error, Result};
-use crate::hooks::HookSink;
+use crate::hooks::{HookKind, HookPoint, HookSink};
 use crate::tokenize::Encoded;
 
 /// The fields of a BERT config.json that the forward pass needs.
@@ -169,9 +169,12 @@ pub(super) fn encode(layers: &[Layer], embedded: Tensor, info: &ArchInfo, act: A
         let part = |i: usize| qkv.narrow(1, i, 1)?.squeeze(1)?.transpose(0, 1);
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let z = attend(index, &q, &k, &v, Mask::None, scale, sink)?;
-        let w_o = layer.attn_out.weight()?;
-        record_result(index, &z, &w_o, sink)?;
-        record_value_norm(index, &v, &w_o, sink)?;
+        // The packed weight is unpacked (a copy) only for a sink that reads it.
+        if [HookKind::Result, HookKind::ValueNorm].into_iter().any(|kind| sink.wants(HookPoint::new(index, kind))) {
+            let w_o = layer.attn_out.weight()?;
+            record_result(index, &z, &w_o, sink)?;
+            record_value_norm(index, &v, &w_o, sink)?;
+        }
         let attended = layer.attn_norm.forward(&layer.attn_out.forward(&merge_heads(&z)?, Some(&hidden))?)?;
         let inner = match act {
             Activation::Gelu => layer.intermediate.forward_then(&attended, None, super::kernels::gelu_erf_in_place)?,

@@ -3,26 +3,28 @@
 //! candle-nn's `Linear` multiplies by a transposed view of the `[out, in]`
 //! weight, which gemm repacks on every call, and adds the bias (and the caller
 //! the residual) in separate passes over fresh buffers. [`Dense`] keeps the
-//! weight transposed to `[in, out]` rows from load on, and starts the output
-//! as `residual + bias`, which gemm then accumulates `x W^T` into: one pass
-//! and one buffer per layer. Several linears over the same input (BERT's
-//! query, key and value) become one wider product ([`Dense::concat`]).
+//! weight transposed to `[in, out]` and cut into panels of columns
+//! ([`Packed`]) from load on, and starts the output as `residual + bias`, which
+//! [`super::matmul`]'s kernel then accumulates `x W^T` into: one pass and one
+//! buffer per layer. Several linears over the same input (BERT's query, key and
+//! value) become one wider product ([`Dense::concat`]).
 //!
-//! Rounding: PyTorch computes `(x W^T + b) + residual`; this is `(residual + b)
-//! + x W^T`, the same sum in another order (a few ulp, far inside the 1e-5 the
-//! references are held to). gemm splits the output, not the sums, across
+//! Rounding: PyTorch computes `(x W^T + b) + residual`; this is
+//! `(residual + b) + x W^T`, the same sum in another order (a few ulp, far
+//! inside the 1e-5 the references are held to). The kernel splits the output, not the sums, across
 //! threads, so the bits do not depend on the thread count.
 
 use candle_core::{CpuStorage, Device, Tensor};
 use candle_nn::Linear;
-use gemm::{gemm, Parallelism};
+
+use super::matmul::Packed;
 
 use crate::error::{Error, Result};
 
 /// `y = x W^T + b (+ residual)` with `W^T` stored `[in, out]`.
 pub struct Dense {
-    /// `[in, out]`, contiguous.
-    weight_t: Tensor,
+    /// `[in, out]`, in panels of columns.
+    weight_t: Packed,
     /// `[out]` (zeros when the layer has none).
     bias: Vec<f32>,
     inputs: usize,
@@ -54,7 +56,7 @@ impl Dense {
         }
         let weight = Tensor::cat(&weights, 0)?;
         let outputs = weight.dim(0)?;
-        let weight_t = weight.t()?.contiguous()?;
+        let weight_t = Packed::new(&weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?, inputs, outputs);
         Ok(Self { weight_t, bias, inputs, outputs })
     }
 
@@ -91,44 +93,14 @@ impl Dense {
             return Err(Error::Input(format!("a residual of {} values does not fit [{rows}, {outputs}]", out.len())));
         }
         let x = x.contiguous()?;
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
-        with_f32(&x, |x| {
-            with_f32(&self.weight_t, |weight_t| {
-                // SAFETY: `out` is [rows, outputs], `x` [rows, inputs] and `weight_t` [inputs, outputs],
-                // all row-major and of exactly those lengths (checked above and at construction).
-                unsafe {
-                    gemm(
-                        rows,
-                        outputs,
-                        inputs,
-                        out.as_mut_ptr(),
-                        1,
-                        outputs as isize,
-                        true,
-                        x.as_ptr(),
-                        1,
-                        inputs as isize,
-                        weight_t.as_ptr(),
-                        1,
-                        outputs as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        parallelism,
-                    )
-                }
-            })
-        })??;
+        with_f32(&x, |x| super::matmul::multiply_add(rows, x, &self.weight_t, &mut out))?;
         finish(&mut out);
         Ok(Tensor::from_vec(out, (rows, outputs), &Device::Cpu)?)
     }
 
-    /// The weight as candle stores a linear layer's, `[out, in]` (a transposed view, no copy).
+    /// The weight as candle stores a linear layer's, `[out, in]` (unpacked: a copy).
     pub fn weight(&self) -> Result<Tensor> {
-        Ok(self.weight_t.t()?)
+        Ok(Tensor::from_vec(self.weight_t.unpack(), (self.inputs, self.outputs), &Device::Cpu)?.t()?)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod gpt2;
 pub mod gpt_neox;
 pub mod kernels;
 pub mod llama;
+pub mod matmul;
 pub mod rotary;
 pub(crate) mod weights;
 
