@@ -66,7 +66,7 @@ impl Capture {
         kinds.extend(extra.iter().copied().filter(|k| *k != HookKind::Pattern));
         let mut cache = ActivationCache::new(HookFilter { kinds, layers: layers.clone() }).with_pattern_heads(kept_heads.clone());
         let mut sink = KeepPatterns { cache: &mut cache, maps: vec![None; info.layers] };
-        let hidden = model.forward(input, &mut sink)?;
+        let hidden = on_pool(|| model.forward(input, &mut sink))?;
         let mut layer_maps = sink.maps;
         let seq = input.len();
         for (layer, slot) in layer_maps.iter_mut().enumerate() {
@@ -94,7 +94,7 @@ impl Capture {
         let info = model.info();
         check_ids(info, input)?;
         let mut hooks = StreamHooks { sink, value_norms, seq: input.len(), pending: None, error: None };
-        let hidden = model.forward(input, &mut hooks);
+        let hidden = on_pool(|| model.forward(input, &mut hooks));
         // The sink's own error, not the forward pass's wrapping of it.
         if let Some(error) = hooks.error.take() {
             return Err(error);
@@ -223,7 +223,8 @@ impl LayerMaps<'_> {
 }
 
 /// Where [`Capture::stream`] pushes each layer, lowest first. An error stops the forward pass.
-pub trait LayerSink {
+/// It is called on one of rayon's threads ([`on_pool`]), hence `Send`.
+pub trait LayerSink: Send {
     fn layer(&mut self, maps: LayerMaps) -> Result<()>;
 }
 
@@ -356,4 +357,13 @@ pub fn check_head(info: &ArchInfo, head: usize) -> Result<()> {
         return Err(Error::HeadOutOfRange { head, count: info.heads });
     }
     Ok(())
+}
+
+/// Run a forward pass on one of rayon's threads (at once, when called from one). Every
+/// parallel op of the pass (a few dozen per layer) then hands its work to the other threads
+/// from inside the pool; called from outside, each op woke a thread and slept on a futex
+/// until it finished, two context switches per op, which took about a tenth of a 23-token
+/// MiniLM pass on one thread.
+fn on_pool<R: Send>(forward: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| forward())
 }
