@@ -14,7 +14,7 @@
 //!
 //! What they mirror: PyTorch's `_vec_softmax_lastdim`
 //! (aten/src/ATen/native/cpu/SoftMaxKernel.cpp: max, exp(x - max), sum,
-//! divide) with transformers' `eager_attention_forward` arithmetic before it
+//! multiply by 1 / sum) with transformers' `eager_attention_forward` arithmetic before it
 //! (scores * scaling + mask); and `GELUActivation` = `x * 0.5 * (1 + erf(x /
 //! sqrt 2))` (activations.py, what BERT's "gelu" means).
 
@@ -22,6 +22,7 @@ use candle_core::{CpuStorage, Device, Layout, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::matmul;
 use crate::error::Result;
 
 /// Which keys a query may see: everything, or (decoders) keys up to the query,
@@ -88,12 +89,12 @@ const ATTENTION_ROWS: usize = 128;
 /// `v` is `[kv_heads, keys, d]`; query head h reads KV head h / (heads / kv_heads), as
 /// transformers' repeat_kv.
 ///
-/// Strided views (a head split, a transpose) are read in place: gemm is given the strides
-/// instead of a contiguous copy. Only `k_t` should be contiguous: gemm then takes the same
-/// path for one query row as for many, so blocks of any size give the same bits. The work
-/// is split into (head, 64 query rows) tasks across rayon's threads; each task's scores are
-/// normalised and multiplied by V while they are still in cache. Each task is a fixed set of
-/// single-threaded gemm calls, so the result does not depend on the number of threads.
+/// Strided views (a head split, a transpose) are read in place: the products are given the
+/// strides instead of a contiguous copy ([`product`]). Only `k_t` should be contiguous, so
+/// that its rows are. The work is split into (head, 128 query rows) tasks across rayon's
+/// threads; each task's scores are normalised and multiplied by V while they are still in
+/// cache. Each task is a fixed set of single-threaded products, so the result does not
+/// depend on the number of threads.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_block(q: &Tensor, k_t: &Tensor, v: &Tensor, scale: f64, mask: Mask, first_query: usize, rows: usize, pattern: &mut [f32], z: &mut [f32]) -> Result<()> {
     let (heads, seq, d) = q.dims3()?;
@@ -123,55 +124,38 @@ pub fn attention_block(q: &Tensor, k_t: &Tensor, v: &Tensor, scale: f64, mask: M
         // and of `z` ([first_query + row.., head, ..]), which no other task touches.
         unsafe {
             let scores = scores_out.at((head * rows + row) * keys);
-            gemm(
-                n,
-                keys,
-                d,
-                scores,
-                1,
-                keys as isize,
-                false,
-                q.at(head, first_query + row),
-                q.strides[2] as isize,
-                q.strides[1] as isize,
-                k.at(kv, 0),
-                k.strides[2] as isize,
-                k.strides[1] as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
+            let (query, keys_t) = (q.at(head, first_query + row), k.at(kv, 0));
+            product(n, keys, d, scores, keys, query, q.strides[2], q.strides[1], keys_t, k.strides[2], k.strides[1]);
             let block = std::slice::from_raw_parts_mut(scores, n * keys);
             for (offset, scores) in block.chunks_exact_mut(keys).enumerate() {
                 softmax_in_place(scores, scale, mask, first_query + row + offset);
             }
-            gemm(
-                n,
-                d,
-                keys,
-                z_out.at((first_query + row) * heads * d + head * d),
-                1,
-                (heads * d) as isize,
-                false,
-                scores,
-                1,
-                keys as isize,
-                v.at(kv, 0),
-                v.strides[2] as isize,
-                v.strides[1] as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
+            let z = z_out.at((first_query + row) * heads * d + head * d);
+            product(n, d, keys, z, heads * d, scores, 1, keys, v.at(kv, 0), v.strides[2], v.strides[1]);
         }
     });
     Ok(())
+}
+
+/// `out[rows, cols] = x[rows, depth] w[depth, cols]` on this thread, `out`'s rows
+/// `out_stride` apart and each contiguous, `x` and `w` read through their column and row
+/// strides. Where both operands' rows are contiguous (every model's q, k^T and v here) it is
+/// [`matmul::product_on_this_thread`], each value one chain of fused multiply-adds whatever
+/// the block of rows, so blocks of any size give the same bits; otherwise gemm.
+///
+/// # Safety
+/// The pointers and strides describe memory that can be read (written, for `out`, which
+/// nothing else touches meanwhile).
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(rows: usize, cols: usize, depth: usize, out: *mut f32, out_stride: usize, x: *const f32, x_col: usize, x_row: usize, w: *const f32, w_col: usize, w_row: usize) {
+    // SAFETY: as the caller's.
+    unsafe {
+        if x_col == 1 && w_col == 1 {
+            matmul::product_on_this_thread(rows, cols, depth, x, x_row, w, w_row, out, out_stride, false);
+        } else {
+            gemm(rows, cols, depth, out, 1, out_stride as isize, false, x, x_col as isize, x_row as isize, w, w_col as isize, w_row as isize, 0.0, 1.0, false, false, false, Parallelism::None);
+        }
+    }
 }
 
 /// A `[a, b, c]` f32 tensor's numbers read where they lie, with its strides.
@@ -373,8 +357,11 @@ fn softmax_row_generic(out: &mut [f32], scale: f32) {
     for s in sums {
         sum += s;
     }
+    // As PyTorch: one division, then a multiply per weight (a division each took a tenth
+    // of the softmax's time).
+    let inverse = 1.0 / sum;
     for o in out.iter_mut() {
-        *o /= sum;
+        *o *= inverse;
     }
 }
 

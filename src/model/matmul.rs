@@ -183,6 +183,32 @@ pub fn multiply_add_at(level: Level, rows: usize, x: &[f32], w: &Packed, out: &m
     split(rows, x, w, out, |task| unsafe { run(level, task) });
 }
 
+/// `out[rows, cols] = x[rows, depth] w[depth, cols]`, or `+=` when `accumulate`, on this
+/// thread: attention's products (scores q k^T and z = P v), which run one task per thread
+/// already. Operands are given by their first value and the distance between their rows;
+/// each row's values are contiguous. Without a kernel level, gemm computes it.
+///
+/// # Safety
+/// `x` points at `rows` rows of `depth` readable floats, `x_stride` apart; `w` at `depth`
+/// rows of `cols` readable floats, `w_stride` apart; `out` at `rows` rows of `cols` floats,
+/// `out_stride` apart, that nothing else reads or writes meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn product_on_this_thread(rows: usize, cols: usize, depth: usize, x: *const f32, x_stride: usize, w: *const f32, w_stride: usize, out: *mut f32, out_stride: usize, accumulate: bool) {
+    let Some(level) = Level::detect() else {
+        // SAFETY: as the caller's.
+        unsafe {
+            gemm::gemm(rows, cols, depth, out, 1, out_stride as isize, accumulate, x, 1, x_stride as isize, w, 1, w_stride as isize, 1.0, 1.0, false, false, false, gemm::Parallelism::None)
+        };
+        return;
+    };
+    for start in (0..depth).step_by(DEPTH) {
+        let fresh = start == 0 && !accumulate;
+        let task = Task { rows, cols, depth: DEPTH.min(depth - start), x: x.wrapping_add(start), x_stride, w: w.wrapping_add(start * w_stride), w_stride, out, out_stride, fresh };
+        // SAFETY: the CPU runs `level` (detected), and the task describes the caller's operands.
+        unsafe { run(level, &task) };
+    }
+}
+
 /// Cut the product into tasks, blocks of rows by panels of columns, and run them across
 /// rayon's threads. The cut depends on the shape alone, never on the thread count.
 fn split(rows: usize, x: &[f32], w: &Packed, out: &mut [f32], run: impl Fn(&Task) + Sync) {
@@ -217,6 +243,7 @@ fn split(rows: usize, x: &[f32], w: &Packed, out: &mut [f32], run: impl Fn(&Task
                     w_stride: cols,
                     out: out.at(row * n + col),
                     out_stride: n,
+                    fresh: false,
                 }
             };
             run(&task);
@@ -252,6 +279,8 @@ struct Task {
     w_stride: usize,
     out: *mut f32,
     out_stride: usize,
+    /// Start from 0 instead of what `out` holds (which is then never read).
+    fresh: bool,
 }
 
 /// # Safety
@@ -294,6 +323,11 @@ trait Vector: Copy {
     /// # Safety
     /// One float at `at` can be read.
     unsafe fn splat(at: *const f32) -> Self;
+    /// Every lane +0.
+    ///
+    /// # Safety
+    /// The CPU runs the vector's instructions (as for every method here).
+    unsafe fn zero() -> Self;
     /// `self * b + c`, rounded once per lane.
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
 }
@@ -316,6 +350,10 @@ impl Vector for Scalar {
     #[inline(always)]
     unsafe fn splat(at: *const f32) -> Self {
         Scalar(unsafe { *at })
+    }
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Scalar(0.0)
     }
     #[inline(always)]
     unsafe fn mul_add(self, b: Self, c: Self) -> Self {
@@ -347,6 +385,10 @@ mod x86 {
             Zmm(unsafe { _mm512_set1_ps(*at) })
         }
         #[inline(always)]
+        unsafe fn zero() -> Self {
+            Zmm(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
         unsafe fn mul_add(self, b: Self, c: Self) -> Self {
             Zmm(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
         }
@@ -371,53 +413,80 @@ mod x86 {
             Ymm(unsafe { _mm256_set1_ps(*at) })
         }
         #[inline(always)]
+        unsafe fn zero() -> Self {
+            Ymm(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
         unsafe fn mul_add(self, b: Self, c: Self) -> Self {
             Ymm(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
         }
     }
 }
 
-/// One task in register tiles: `TILE_ROWS` rows at a time (the last tile shorter), by
-/// `WIDE` vectors of columns, then single vectors, then single columns.
+/// One task in register tiles: the columns that fill whole tiles of `WIDE` vectors in tiles of
+/// `TILE_ROWS` rows; the rest (a head's 32 values of z, say) in tiles of twice the rows by
+/// half the vectors, which still hold as many accumulators per weight loaded, then single
+/// vectors, then single columns. The last tile of rows is shorter.
 ///
 /// # Safety
 /// As [`run`].
 #[inline(always)]
 unsafe fn block<V: Vector>(task: &Task) {
-    let mut row = 0;
-    while row < task.rows {
+    let wide = V::WIDE * V::LANES;
+    let whole = task.cols - task.cols % wide;
+    // SAFETY (every loop): the tile's rows and columns lie inside the task's.
+    for row in (0..task.rows).step_by(TILE_ROWS) {
         let height = TILE_ROWS.min(task.rows - row);
-        let mut col = 0;
-        // SAFETY (all three loops): the tile's rows and columns lie inside the task's.
-        while col + V::WIDE * V::LANES <= task.cols {
+        for col in (0..whole).step_by(wide) {
             // (A const generic cannot be V::WIDE itself; the other arm compiles away.)
             match V::WIDE {
-                4 => unsafe { tile_rows::<V, 4>(task, height, row, col) },
-                _ => unsafe { tile_rows::<V, 2>(task, height, row, col) },
+                4 => unsafe { tile_rows::<V, 4, false>(task, height, row, col) },
+                _ => unsafe { tile_rows::<V, 2, false>(task, height, row, col) },
             }
-            col += V::WIDE * V::LANES;
         }
-        while col + V::LANES <= task.cols {
-            unsafe { tile_rows::<V, 1>(task, height, row, col) };
-            col += V::LANES;
+    }
+    let tall = 2 * TILE_ROWS;
+    let half = V::WIDE / 2 * V::LANES;
+    let mut col = whole;
+    while col + half <= task.cols {
+        for row in (0..task.rows).step_by(tall) {
+            match V::WIDE / 2 {
+                2 => unsafe { tile_rows::<V, 2, true>(task, tall.min(task.rows - row), row, col) },
+                _ => unsafe { tile_rows::<V, 1, true>(task, tall.min(task.rows - row), row, col) },
+            }
         }
-        while col < task.cols {
-            unsafe { tile_rows::<Scalar, 1>(task, height, row, col) };
-            col += 1;
+        col += half;
+    }
+    while col + V::LANES <= task.cols {
+        for row in (0..task.rows).step_by(tall) {
+            unsafe { tile_rows::<V, 1, true>(task, tall.min(task.rows - row), row, col) };
         }
-        row += height;
+        col += V::LANES;
+    }
+    while col < task.cols {
+        for row in (0..task.rows).step_by(tall) {
+            unsafe { tile_rows::<Scalar, 1, true>(task, tall.min(task.rows - row), row, col) };
+        }
+        col += 1;
     }
 }
 
-/// A tile of `height` rows (at most `TILE_ROWS`) by `VECTORS` vectors at (`row`, `col`) of the task.
+/// A tile of `height` rows by `VECTORS` vectors at (`row`, `col`) of the task: at most
+/// `TILE_ROWS` rows, or twice that when `TALL` (the arms past it compile away otherwise).
 ///
 /// # Safety
 /// The tile lies inside the task.
 #[inline(always)]
-unsafe fn tile_rows<V: Vector, const VECTORS: usize>(task: &Task, height: usize, row: usize, col: usize) {
+unsafe fn tile_rows<V: Vector, const VECTORS: usize, const TALL: bool>(task: &Task, height: usize, row: usize, col: usize) {
     // SAFETY: as the caller's; each arm reads and writes only the tile's `height` rows.
     unsafe {
         match height {
+            12 if TALL => tile::<V, 12, VECTORS>(task, row, col),
+            11 if TALL => tile::<V, 11, VECTORS>(task, row, col),
+            10 if TALL => tile::<V, 10, VECTORS>(task, row, col),
+            9 if TALL => tile::<V, 9, VECTORS>(task, row, col),
+            8 if TALL => tile::<V, 8, VECTORS>(task, row, col),
+            7 if TALL => tile::<V, 7, VECTORS>(task, row, col),
             6 => tile::<V, 6, VECTORS>(task, row, col),
             5 => tile::<V, 5, VECTORS>(task, row, col),
             4 => tile::<V, 4, VECTORS>(task, row, col),
@@ -439,7 +508,10 @@ unsafe fn tile<V: Vector, const ROWS: usize, const VECTORS: usize>(task: &Task, 
     // describe memory it may read and write.
     unsafe {
         let out = task.out.add(row * task.out_stride + col);
-        let mut acc: [[V; VECTORS]; ROWS] = std::array::from_fn(|r| std::array::from_fn(|v| V::load(out.add(r * task.out_stride + v * V::LANES))));
+        let mut acc: [[V; VECTORS]; ROWS] = match task.fresh {
+            true => [[V::zero(); VECTORS]; ROWS],
+            false => std::array::from_fn(|r| std::array::from_fn(|v| V::load(out.add(r * task.out_stride + v * V::LANES)))),
+        };
         let mut x = task.x.add(row * task.x_stride);
         let mut w = task.w.add(col);
         for _ in 0..task.depth {
@@ -554,6 +626,37 @@ mod tests {
                 let mut out = start.clone();
                 multiply_add_at(level, rows, &x, &packed, &mut out);
                 assert!(out == portable, "{level:?} differs from the portable copy on [{rows}, {k}] x [{k}, {n}]");
+            }
+        }
+    }
+
+    /// The single-threaded product attention uses, on strided rows (row strides wider than
+    /// the rows) and past one block of DEPTH: within the rounding bound of the f64 product,
+    /// and, started from zeros, the bits of `multiply_add` started from zeros.
+    #[test]
+    fn strided_product_matches_the_f64_product() {
+        for (rows, k, n) in SHAPES {
+            let (x, w, _) = operands(rows, k, n);
+            let zeros = vec![0f32; rows * n];
+            let (exact, bound) = reference(rows, k, n, &x, &w, &zeros);
+            // The same operands with 3 unused values after each row.
+            let pad = |values: &[f32], width: usize| -> Vec<f32> { values.chunks_exact(width.max(1)).flat_map(|row| row.iter().copied().chain([9.0; 3])).collect() };
+            let (x_wide, w_wide) = (pad(&x, k), pad(&w, n));
+            for accumulate in [false, true] {
+                let mut out = vec![f32::NAN; rows * (n + 3)];
+                if accumulate {
+                    out.iter_mut().for_each(|v| *v = 0.0);
+                }
+                // SAFETY: every pointer and stride describes the padded vectors above.
+                unsafe { product_on_this_thread(rows, n, k, x_wide.as_ptr(), k + 3, w_wide.as_ptr(), n + 3, out.as_mut_ptr(), n + 3, accumulate) };
+                let out: Vec<f32> = out.chunks_exact(n + 3).flat_map(|row| row[..n].to_vec()).collect();
+                for (index, &value) in out.iter().enumerate() {
+                    let error = (value as f64 - exact[index]).abs();
+                    assert!(error <= bound[index], "[{rows}, {k}] x [{k}, {n}], accumulate {accumulate}, output {index}: {value} against {}", exact[index]);
+                }
+                let mut whole = zeros.clone();
+                multiply_add(rows, &x, &Packed::new(&w, k, n), &mut whole);
+                assert!(out == whole, "[{rows}, {k}] x [{k}, {n}], accumulate {accumulate}: differs from multiply_add");
             }
         }
     }
