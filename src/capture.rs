@@ -3,6 +3,7 @@
 //! files) reads a `Capture`, never a tensor.
 
 use candle_core::Tensor;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::hooks::{ActivationCache, HookFilter, HookKind, HookPoint, HookSink};
@@ -306,8 +307,11 @@ impl StreamHooks<'_> {
 /// Where the first NaN or infinity lies: blocks first (a branch-free pass the compiler
 /// vectorises), then the value within the block.
 fn first_non_finite(values: &[f32]) -> Option<usize> {
-    let block = values.chunks(256).position(|block| !block.iter().fold(true, |finite, v| finite & v.is_finite()))?;
-    values[block * 256..].iter().position(|v| !v.is_finite()).map(|index| block * 256 + index)
+    // Chunks across rayon's threads (a 512-token MiniLM capture is 75 MB to scan), the
+    // first bad chunk by position, so the answer does not depend on the thread count.
+    const CHUNK: usize = 1 << 16;
+    let chunk = values.par_chunks(CHUNK).position_first(|chunk| chunk.chunks(256).any(|block| !block.iter().fold(true, |finite, v| finite & v.is_finite())))?;
+    values[chunk * CHUNK..].iter().position(|v| !v.is_finite()).map(|index| chunk * CHUNK + index)
 }
 
 /// `layer` must name a layer of the model.
@@ -366,4 +370,26 @@ pub fn check_head(info: &ArchInfo, head: usize) -> Result<()> {
 /// MiniLM pass on one thread.
 fn on_pool<R: Send>(forward: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| forward())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_non_finite;
+
+    /// The scan runs in chunks across threads but reports the first bad value by position,
+    /// on any pool size, wherever it lies against the chunks.
+    #[test]
+    fn the_first_non_finite_value_is_found_on_any_thread_count() {
+        let mut values = vec![0.5f32; 3 * (1 << 16) + 100];
+        assert_eq!(first_non_finite(&values), None);
+        for (first, later) in [(0, 5), ((1 << 16) - 1, 1 << 16), ((1 << 16) + 7, 2 * (1 << 16)), (3 * (1 << 16) + 99, 3 * (1 << 16) + 99)] {
+            values.fill(0.5);
+            values[later] = f32::INFINITY;
+            values[first] = f32::NAN;
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                assert_eq!(pool.install(|| first_non_finite(&values)), Some(first), "{threads} threads");
+            }
+        }
+    }
 }
