@@ -1,8 +1,5 @@
 //! The pixel buffer every picture is painted on, and its PNG encoding.
 
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{ExtendedColorType, ImageEncoder};
-
 use super::text::TextBitmap;
 use super::RenderError;
 
@@ -26,7 +23,12 @@ impl Canvas {
     pub fn new(width: u32, height: u32, background: [u8; 3]) -> Canvas {
         // `repeat` copies in doubling memcpy runs; a byte-by-byte `cycle().take()` was a
         // quarter of a whole `dump` (270 canvases of ~4 MB each).
-        let pixels = background.repeat(width as usize * height as usize);
+        let count = width as usize * height as usize;
+        // A grey (white above all) is one byte repeated: a memset.
+        let pixels = match background {
+            [r, g, b] if r == g && g == b => vec![r; count * 3],
+            _ => background.repeat(count),
+        };
         Canvas {
             width,
             height,
@@ -121,17 +123,6 @@ impl Canvas {
     }
 
     pub fn into_png(self) -> Result<Vec<u8>, RenderError> {
-        let mut bytes = Vec::new();
-        // Fast deflate: heatmaps are mostly flat runs, so the heavier levels buy
-        // little size for several times the time across a 72-picture dump.
-        let encoder =
-            PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Adaptive);
-        encoder.write_image(
-            &self.pixels,
-            self.width,
-            self.height,
-            ExtendedColorType::Rgb8,
-        )?;
-        Ok(bytes)
+        super::png::encode_rgb8(self.width, self.height, &self.pixels)
     }
 }

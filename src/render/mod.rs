@@ -24,6 +24,7 @@ pub mod report;
 pub mod heads_report;
 pub mod find_report;
 mod matrix;
+mod png;
 mod scale;
 mod surface;
 pub mod svg;
