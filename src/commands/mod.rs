@@ -49,7 +49,11 @@ pub fn check_picture_flags(style: &StyleArgs, out: Option<&Path>, force: bool, s
 
 /// Resolve `--model`, load it, and say on stderr where it came from.
 pub fn open_model(args: &ModelArgs, ui: &Ui) -> Result<Session> {
-    let files = find_model(args, ui)?;
+    load_found(find_model(args, ui)?, args)
+}
+
+/// Load the model [`find_model`] found, and say its warnings on stderr.
+pub fn load_found(files: ModelFiles, args: &ModelArgs) -> Result<Session> {
     let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
     for warning in &loaded.warnings {
         eprintln!("attnmap: warning: {warning}");
