@@ -4,6 +4,7 @@ use super::text::TextBitmap;
 use super::RenderError;
 
 /// An RGB8 image, row-major, starting out as the background colour.
+#[derive(Clone)]
 pub(super) struct Canvas {
     pub width: u32,
     pub height: u32,
