@@ -86,6 +86,25 @@ impl Canvas {
         self.pixels.copy_within(from..from + len as usize * 3, to);
     }
 
+    /// Copies the rectangle `x0..x1` by `y0..y1` (clipped) from `other`, a canvas of the same size.
+    pub fn copy_rect_from(&mut self, other: &Canvas, x0: u32, y0: u32, x1: u32, y1: u32) {
+        debug_assert!((self.width, self.height) == (other.width, other.height));
+        let (x1, y1) = (x1.min(self.width), y1.min(self.height));
+        if x0 >= x1 {
+            return;
+        }
+        for y in y0..y1 {
+            let start = (y as usize * self.width as usize + x0 as usize) * 3;
+            let end = start + (x1 - x0) as usize * 3;
+            self.pixels[start..end].copy_from_slice(&other.pixels[start..end]);
+        }
+    }
+
+    /// The PNG file of the picture, leaving the canvas as it is.
+    pub fn png(&self) -> Result<Vec<u8>, RenderError> {
+        super::png::encode_rgb8(self.width, self.height, &self.pixels)
+    }
+
     /// Blends `text` in colour `rgb` with its top-left corner (after turning) at (x, y).
     pub fn draw_text(
         &mut self,

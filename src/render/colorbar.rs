@@ -6,7 +6,7 @@ use super::colormap::Colormap;
 use super::style::{CAPTION_PX, INK, RULE, TICK_GAP, TICK_LEN, TICK_PX};
 use super::text::Text;
 
-const BAR_WIDTH: u32 = 16;
+pub(super) const BAR_WIDTH: u32 = 16;
 const LABEL_GAP: u32 = 8;
 /// Shortest bar drawn, so five tick labels always have room between them.
 pub(super) const MIN_HEIGHT: u32 = 160;

@@ -269,6 +269,7 @@ pub struct HeatmapFrame {
     layout: Layout,
     colorbar_x: u32,
     pixels: Raster,
+    id: u64,
 }
 
 impl HeatmapFrame {
@@ -295,6 +296,7 @@ impl HeatmapFrame {
             layout: plan.layout,
             colorbar_x: plan.colorbar_x,
             pixels,
+            id: FRAME_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -315,18 +317,46 @@ impl HeatmapFrame {
             col_caption: &self.col_caption,
         };
         let (mut text, plan) = prepare(values, self.rows, self.cols, &opts)?;
-        let raster = if plan.layout == self.layout && plan.colorbar_x == self.colorbar_x {
-            let mut raster = self.pixels.clone();
-            draw_map(&mut raster, &mut text, values, &opts, &plan);
-            raster
-        } else {
+        if plan.layout != self.layout || plan.colorbar_x != self.colorbar_x {
             let mut raster = Raster::new(plan.layout.width, plan.layout.height, BACKGROUND);
             draw(&mut raster, &mut text, values, &opts, &plan);
-            raster
-        };
-        raster.into_png()
+            return raster.into_png();
+        }
+        // Each thread keeps a canvas holding this frame and puts back only what the last
+        // map drew over (its title line and the colour bar's ticks and caption): the cells
+        // cover their whole area again. No copy of the whole picture per map.
+        FRAMED.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let raster = match &mut *slot {
+                Some((id, raster)) if *id == self.id => {
+                    let canvas = &self.pixels.canvas;
+                    raster.canvas.copy_rect_from(canvas, 0, MARGIN, canvas.width, MARGIN + TITLE_PX.ceil() as u32);
+                    let (top, bottom) = self.scale_rows();
+                    raster.canvas.copy_rect_from(canvas, self.colorbar_x + colorbar::BAR_WIDTH, top, canvas.width, bottom);
+                    raster
+                }
+                other => &mut other.insert((self.id, self.pixels.clone())).1,
+            };
+            draw_map(raster, &mut text, values, &opts, &plan);
+            raster.canvas.png()
+        })
+    }
+
+    /// The rows the colour bar's ticks and caption can reach, right of the bar.
+    fn scale_rows(&self) -> (u32, u32) {
+        let top = self.layout.heatmap_y.saturating_sub(Colorbar::overhang() + 1);
+        let height = self.layout.heatmap_height.max(colorbar::MIN_HEIGHT);
+        (top, self.layout.heatmap_y + height + Colorbar::overhang() + 1)
     }
 }
+
+thread_local! {
+    /// [`HeatmapFrame::png`]'s canvas on this thread, and the frame it was last drawn on.
+    static FRAMED: std::cell::RefCell<Option<(u64, Raster)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tells frames apart, so a thread's canvas is never reused across two of them.
+static FRAME_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn check_shape(rows: usize, cols: usize, opts: &HeatmapOptions) -> Result<(), RenderError> {
     if rows == 0 || cols == 0 {
