@@ -99,7 +99,7 @@ pub fn write_staged(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Start writing a staged file to disk now, without waiting: the sync before the folder
 /// is published ([`sync_tree`]) then finds most of it written, while the dump went on
 /// computing (on a SmolLM2 dump that sync waited ~50 ms for its 65 MB at the end).
-fn start_writeback(file: &fs::File) {
+pub(crate) fn start_writeback(file: &fs::File) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
