@@ -250,8 +250,15 @@ impl Bits {
     /// at distance 1.
     #[inline(always)]
     fn code_zeros(&mut self) {
-        if self.zeros > 0 {
-            self.code_run();
+        match self.zeros {
+            0 => {}
+            // Up to five zeros are literals (what code_run writes for them), and the zero
+            // literal's code is two 0 bits: one call.
+            short @ 1..=5 => {
+                self.zeros = 0;
+                self.put(0, 2 * short as u32);
+            }
+            _ => self.code_run(),
         }
     }
 
@@ -326,6 +333,8 @@ const CODES: [u16; 286] = {
         length += 1;
     }
     assert!(code == 2 << 16, "LENGTHS is not a complete prefix code");
+    // Bits::code_zeros writes short runs of zero literals as 2 zero bits each.
+    assert!(LENGTHS[0] == 2 && codes[0] == 0, "the zero literal's code is not 00");
     codes
 };
 
