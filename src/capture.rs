@@ -91,20 +91,49 @@ impl Capture {
     /// computed and keeping none of them (ripgrep's searcher and its `Sink`): what a dump of a
     /// model with thousands of heads needs. With `value_norms` each layer also carries its
     /// ‖v_j W_O^h‖ (the norm view). The maps are checked for NaN/inf before the sink sees them.
+    ///
+    /// The forward pass runs on a thread of its own and the sink on the caller's, a layer
+    /// apart: while the sink writes and draws layer l, the model computes layer l + 1, so
+    /// neither waits on the other (both share the rayon pool; what one leaves idle the other
+    /// uses). The channel between them holds one layer, so at most three layers' maps exist
+    /// at once: one being computed, one waiting, one at the sink.
     pub fn stream(model: &dyn AttentionModel, input: &Encoded, value_norms: bool, sink: &mut dyn LayerSink) -> Result<Tensor> {
         let info = model.info();
         check_ids(info, input)?;
-        let mut hooks = StreamHooks { sink, value_norms, seq: input.len(), pending: None, error: None };
-        let hidden = on_pool(|| model.forward(input, &mut hooks));
-        // The sink's own error, not the forward pass's wrapping of it.
-        if let Some(error) = hooks.error.take() {
-            return Err(error);
-        }
-        let hidden = hidden?;
-        if let Some(pending) = hooks.pending.take() {
-            return Err(Error::Input(format!("layer {} computed no {}", pending.layer, if pending.patterns.is_none() { "attention pattern" } else { "value norms" })));
-        }
-        Ok(hidden)
+        let seq = input.len();
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Layer>(1);
+            let forward = scope.spawn(move || -> Result<Tensor> {
+                let mut hooks = StreamHooks { sender, value_norms, seq, pending: None, error: None };
+                let hidden = on_pool(|| model.forward(input, &mut hooks));
+                // The hooks' own error (a non-finite map), not the forward pass's wrapping of it.
+                if let Some(error) = hooks.error.take() {
+                    return Err(error);
+                }
+                let hidden = hidden?;
+                if let Some(pending) = hooks.pending.take() {
+                    return Err(Error::Input(format!("layer {} computed no {}", pending.layer, if pending.patterns.is_none() { "attention pattern" } else { "value norms" })));
+                }
+                Ok(hidden)
+            });
+            let mut sink_error = None;
+            for layer in receiver.iter() {
+                let per_head = (seq * seq).max(1);
+                let maps = LayerMaps { layer: layer.layer, heads: layer.patterns.len() / per_head, seq, patterns: &layer.patterns, value_norms: layer.norms.as_deref() };
+                if let Err(error) = sink.layer(maps) {
+                    // Hanging up stops the forward pass at its next layer.
+                    sink_error = Some(error);
+                    break;
+                }
+            }
+            drop(receiver);
+            let hidden = forward.join().unwrap_or_else(|_| Err(Error::Input("the forward pass's thread panicked".into())));
+            match sink_error {
+                // The sink's own error, not the forward pass's report that the sink hung up.
+                Some(error) => Err(error),
+                None => hidden,
+            }
+        })
     }
 
     /// Build a capture from plain numbers (a dump read back, a test).
@@ -224,8 +253,7 @@ impl LayerMaps<'_> {
 }
 
 /// Where [`Capture::stream`] pushes each layer, lowest first. An error stops the forward pass.
-/// It is called on one of rayon's threads ([`on_pool`]), hence `Send`.
-pub trait LayerSink: Send {
+pub trait LayerSink {
     fn layer(&mut self, maps: LayerMaps) -> Result<()>;
 }
 
@@ -236,18 +264,25 @@ struct Pending {
     norms: Option<Vec<f32>>,
 }
 
+/// One layer's maps on their way from the forward pass's thread to the sink.
+struct Layer {
+    layer: usize,
+    patterns: Vec<f32>,
+    norms: Option<Vec<f32>>,
+}
+
 /// The hook sink [`Capture::stream`] gives the model: it turns hook tensors into plain
-/// per-layer numbers for a [`LayerSink`] and holds at most one layer meanwhile.
-struct StreamHooks<'s> {
-    sink: &'s mut dyn LayerSink,
+/// per-layer numbers, checks them, and sends each whole layer to the sink's thread.
+struct StreamHooks {
+    sender: std::sync::mpsc::SyncSender<Layer>,
     value_norms: bool,
     seq: usize,
     pending: Option<Pending>,
-    /// The first error of the sink, reported as itself rather than as a failed forward pass.
+    /// The first error met here, reported as itself rather than as a failed forward pass.
     error: Option<Error>,
 }
 
-impl StreamHooks<'_> {
+impl StreamHooks {
     fn receive(&mut self, point: HookPoint, values: Vec<f32>) -> Result<()> {
         let pending = match &mut self.pending {
             Some(pending) if pending.layer == point.layer => pending,
@@ -267,12 +302,12 @@ impl StreamHooks<'_> {
         if let Some(index) = first_non_finite(&patterns) {
             return Err(Error::NonFinite { layer, head: index / per_head, query: index % per_head / seq, key: index % seq, value: patterns[index] });
         }
-        let maps = LayerMaps { layer, heads: patterns.len() / per_head, seq, patterns: &patterns, value_norms: norms.as_deref() };
-        self.sink.layer(maps)
+        // A closed channel means the sink failed; its error is the one reported.
+        self.sender.send(Layer { layer, patterns, norms }).map_err(|_| Error::Input("the dump stopped".into()))
     }
 }
 
-impl HookSink for StreamHooks<'_> {
+impl HookSink for StreamHooks {
     fn wants(&self, point: HookPoint) -> bool {
         self.error.is_none() && (point.kind == HookKind::Pattern || (self.value_norms && point.kind == HookKind::ValueNorm))
     }
@@ -295,8 +330,8 @@ impl HookSink for StreamHooks<'_> {
     }
 }
 
-impl StreamHooks<'_> {
-    /// Keep the sink's error to report as itself; the forward pass gets a copy of its message.
+impl StreamHooks {
+    /// Keep an error to report as itself; the forward pass gets a copy of its message.
     fn keep(&mut self, error: Error) -> Error {
         let message = error.to_string();
         self.error = Some(error);

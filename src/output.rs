@@ -91,7 +91,24 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_staged(path: &Path, bytes: &[u8]) -> Result<()> {
     let unwritable = |e: std::io::Error| Error::output(path, format!("cannot be written ({e}); is the disk full?"));
     let mut file = fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(unwritable)?;
-    file.write_all(bytes).map_err(unwritable)
+    file.write_all(bytes).map_err(unwritable)?;
+    start_writeback(&file);
+    Ok(())
+}
+
+/// Start writing a staged file to disk now, without waiting: the sync before the folder
+/// is published ([`sync_tree`]) then finds most of it written, while the dump went on
+/// computing (on a SmolLM2 dump that sync waited ~50 ms for its 65 MB at the end).
+pub(crate) fn start_writeback(file: &fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range only reads the descriptor, which `file` keeps open. A
+        // failure only means the final sync does the work: nothing to report.
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// Flush a staged folder's files to disk before it is renamed into place, so a crash

@@ -68,7 +68,7 @@ pub fn run(args: &DumpArgs, texts: &Path, ui: &Ui) -> Result<()> {
     let session = open_model(&args.model, ui)?;
     let model = session.loaded.model.as_ref();
     let views = requested_views(&args.views);
-    let weights = weight_files(&session);
+    let weights = weight_files(&session.files);
     let hashes = hash_weights(&weights)?;
     match fs::create_dir(&target) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(Error::output(&target, e)),

@@ -35,7 +35,7 @@ use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
 use super::dump_sink::{picture_file, view_array, DumpPlan, DumpSink};
-use super::{encode, model_name, open_model, read_input};
+use super::{encode, find_model, load_found, model_name, read_input};
 
 /// Version of the dump layout; bumped only when a script reading dumps would break.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -50,29 +50,32 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let target = args.out.clone();
     let parent = check_target_dir(&target, args.force)?;
     let text = read_input(&args.input)?;
-    let session = open_model(&args.model, ui)?;
-    let input = encode(&session, &text)?;
-    let model = session.loaded.model.as_ref();
-    let views = requested_views(&args.views);
-    check_input(model.info(), &input, &views, args, &parent)?;
-    let weights = weight_files(&session);
-    // Hash the weights while the model runs: the manifest needs it and it is I/O-bound.
-    let progress = ui.progress_bar((model.info().layers * model.info().heads) as u64 + 1, "maps");
-    let written = std::thread::scope(|scope| {
+    let files = find_model(&args.model, ui)?;
+    let weights = weight_files(&files);
+    // Hash the weights while the model loads and runs: the manifest needs it, and it takes
+    // one core while loading (the tokenizer above all) takes the other.
+    let (written, seq) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| hash_weights(&weights));
         let hashes = || hashing.join().unwrap_or_else(|_| Err(Error::Input("hashing the weights failed".into())));
-        write_dump(&target, &parent, args.force, &session, &weights, hashes, &input, &views, args, &progress, false)
+        let session = load_found(files, &args.model)?;
+        let input = encode(&session, &text)?;
+        let model = session.loaded.model.as_ref();
+        let views = requested_views(&args.views);
+        check_input(model.info(), &input, &views, args, &parent)?;
+        let progress = ui.progress_bar((model.info().layers * model.info().heads) as u64 + 1, "maps");
+        let written = write_dump(&target, &parent, args.force, &session, &weights, hashes, &input, &views, args, &progress, false)?;
+        progress.finish_and_clear();
+        Ok::<_, Error>((written, input.len()))
     })?;
-    progress.finish_and_clear();
     if !ui.quiet {
-        eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), written, input.len());
+        eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), written, seq);
     }
     Ok(())
 }
 
 /// The weight files of the model, in the manifest's order.
-pub(super) fn weight_files(session: &super::Session) -> Vec<PathBuf> {
-    session.files.weights.files().iter().map(|p| p.to_path_buf()).collect()
+pub(super) fn weight_files(files: &crate::source::ModelFiles) -> Vec<PathBuf> {
+    files.weights.files().iter().map(|p| p.to_path_buf()).collect()
 }
 
 /// sha256 of every weight file.

@@ -26,7 +26,8 @@ use crate::render::{Colormap, GridOptions, GridPng, GridSvg, GridTile, Mask, Sca
 use crate::tokenize::Encoded;
 
 use super::views::{picture as view_picture, scale_of, Axis};
-use super::{map_picture, Picture};
+use super::{head_scale, map_frame, map_picture, Picture};
+use crate::render::HeatmapFrame;
 
 /// What a dump writes, decided before the forward pass.
 pub(super) struct DumpPlan<'a> {
@@ -55,6 +56,8 @@ pub(super) struct DumpSink<'a> {
     attention: NpyWriter,
     grid: GridPng,
     grid_svg: Option<GridSvg>,
+    /// What every head's picture shares, drawn once.
+    frame: Option<HeatmapFrame>,
     norm: Option<NpyWriter>,
     /// The largest norm so far: `--scale fixed` draws every norm map on 0..this.
     norm_largest: f32,
@@ -75,6 +78,11 @@ pub(super) fn view_array(view: View, layers: usize, heads: usize, side: usize) -
     let file = if view == View::Weights { "attention.npy".to_string() } else { format!("{}.npy", view.name()) };
     let shape = if view.per_head() { vec![layers, heads, side, side] } else { vec![layers, side, side] };
     (file, shape)
+}
+
+/// The title of one head's picture.
+fn head_title(name: &str, layer: usize, head: usize) -> String {
+    format!("{name} · layer {layer} · head {head}")
 }
 
 /// The picture file of one map of a view (`head` is ignored for per-layer views).
@@ -135,6 +143,7 @@ impl<'a> DumpSink<'a> {
             attention: array(View::Weights, seq)?,
             grid: GridPng::new(layers, heads, seq, &grid_options)?,
             grid_svg: if args.svg { Some(GridSvg::new(layers, heads, seq, &grid_options)?) } else { None },
+            frame: if plan.pictures { Some(map_frame(input, plan.causal, &head_title(plan.name, 0, 0), &args.style)?) } else { None },
             norm: if wants(View::Norm) { Some(array(View::Norm, seq)?) } else { None },
             norm_largest: 0.0,
             rollout: if wants(View::Rollout) { Some((Rollout::default(), array(View::Rollout, seq)?)) } else { None },
@@ -234,15 +243,15 @@ impl LayerSink for DumpSink<'_> {
             return Err(Error::Input(format!("layer {layer} has {heads} heads of {seq} tokens; the model said {} of {}", self.plan.heads, self.seq)));
         }
         self.attention.append(patterns)?;
-        let (plan, painter) = (&self.plan, self.grid.painter());
+        let (plan, painter, frame) = (&self.plan, self.grid.painter(), &self.frame);
         // Each head's picture and grid tile, in parallel: PNG encoding is most of a dump's time.
         let tiles: Vec<GridTile> = (0..heads)
             .into_par_iter()
             .map(|head| {
                 let values = maps.head(head);
-                if plan.pictures {
-                    let title = format!("{} · layer {layer} · head {head}", plan.name);
-                    let png = map_picture(values, plan.input, plan.causal, &title, &plan.args.style, Picture::Png)?;
+                if let Some(frame) = frame {
+                    let title = head_title(plan.name, layer, head);
+                    let png = frame.png(values, &title, head_scale(values, &plan.args.style))?;
                     write_staged(&plan.root.join(picture_file(View::Weights, layer, head, false)), &png)?;
                     if plan.args.svg {
                         let svg = map_picture(values, plan.input, plan.causal, &title, &plan.args.style, Picture::Svg)?;

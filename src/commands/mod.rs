@@ -49,7 +49,11 @@ pub fn check_picture_flags(style: &StyleArgs, out: Option<&Path>, force: bool, s
 
 /// Resolve `--model`, load it, and say on stderr where it came from.
 pub fn open_model(args: &ModelArgs, ui: &Ui) -> Result<Session> {
-    let files = find_model(args, ui)?;
+    load_found(find_model(args, ui)?, args)
+}
+
+/// Load the model [`find_model`] found, and say its warnings on stderr.
+pub fn load_found(files: ModelFiles, args: &ModelArgs) -> Result<Session> {
     let loaded = model::load_with(&files, &LoadOptions { quantized: args.quantized })?;
     for warning in &loaded.warnings {
         eprintln!("attnmap: warning: {warning}");
@@ -232,24 +236,35 @@ pub fn picture(capture: &Capture, layer: usize, head: usize, title: &str, style:
 /// [`picture`] of one head's `[query, key]` weights over `input`'s tokens (a layer a dump streams).
 pub fn map_picture(values: &[f32], input: &Encoded, causal: bool, title: &str, style: &StyleArgs, surface: Picture) -> Result<Vec<u8>> {
     let seq = input.len();
-    let scale = head_scale(values, style);
     let subtitle = map_subtitle(seq, input.dropped);
-    let labels = &input.labels;
-    let options = HeatmapOptions {
+    let options = map_options(input, causal, title, &subtitle, head_scale(values, style), style);
+    Ok(match surface {
+        Picture::Png => render::heatmap_png(values, seq, seq, &options)?,
+        Picture::Svg => render::heatmap_svg(values, seq, seq, &options)?,
+    })
+}
+
+/// What every head's picture of `input` shares, drawn once ([`HeatmapFrame`]): a dump paints
+/// each head's title, cells and scale onto it, the same pixels [`map_picture`] gives.
+/// `example_title` is one of the titles to come.
+pub fn map_frame(input: &Encoded, causal: bool, example_title: &str, style: &StyleArgs) -> Result<render::HeatmapFrame> {
+    let subtitle = map_subtitle(input.len(), input.dropped);
+    let options = map_options(input, causal, example_title, &subtitle, Scale::Range { min: 0.0, max: 1.0 }, style);
+    Ok(render::HeatmapFrame::new(input.len(), input.len(), &options)?)
+}
+
+fn map_options<'a>(input: &'a Encoded, causal: bool, title: &'a str, subtitle: &'a str, scale: Scale, style: &StyleArgs) -> HeatmapOptions<'a> {
+    HeatmapOptions {
         title,
-        subtitle: Some(&subtitle),
-        row_labels: labels,
-        col_labels: labels,
+        subtitle: Some(subtitle),
+        row_labels: &input.labels,
+        col_labels: &input.labels,
         colormap: colormap(style),
         scale,
         mask: if causal { Mask::Causal } else { Mask::None },
         colorbar_label: "attention weight",
         ..HeatmapOptions::default()
-    };
-    Ok(match surface {
-        Picture::Png => render::heatmap_png(values, seq, seq, &options)?,
-        Picture::Svg => render::heatmap_svg(values, seq, seq, &options)?,
-    })
+    }
 }
 
 /// One head's `[query, key]` weights.

@@ -66,6 +66,8 @@ impl NpyWriter {
             self.file.write_all(&bytes).map_err(|e| crate::error::Error::output(&self.path, format!("cannot be written ({e}); is the disk full?")))?;
         }
         self.written += values.len();
+        // What the buffer has passed on so far starts for the disk (see write_staged).
+        super::start_writeback(self.file.get_ref());
         Ok(())
     }
 

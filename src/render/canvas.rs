@@ -1,12 +1,10 @@
 //! The pixel buffer every picture is painted on, and its PNG encoding.
 
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{ExtendedColorType, ImageEncoder};
-
 use super::text::TextBitmap;
 use super::RenderError;
 
 /// An RGB8 image, row-major, starting out as the background colour.
+#[derive(Clone)]
 pub(super) struct Canvas {
     pub width: u32,
     pub height: u32,
@@ -26,7 +24,12 @@ impl Canvas {
     pub fn new(width: u32, height: u32, background: [u8; 3]) -> Canvas {
         // `repeat` copies in doubling memcpy runs; a byte-by-byte `cycle().take()` was a
         // quarter of a whole `dump` (270 canvases of ~4 MB each).
-        let pixels = background.repeat(width as usize * height as usize);
+        let count = width as usize * height as usize;
+        // A grey (white above all) is one byte repeated: a memset.
+        let pixels = match background {
+            [r, g, b] if r == g && g == b => vec![r; count * 3],
+            _ => background.repeat(count),
+        };
         Canvas {
             width,
             height,
@@ -83,6 +86,25 @@ impl Canvas {
         self.pixels.copy_within(from..from + len as usize * 3, to);
     }
 
+    /// Copies the rectangle `x0..x1` by `y0..y1` (clipped) from `other`, a canvas of the same size.
+    pub fn copy_rect_from(&mut self, other: &Canvas, x0: u32, y0: u32, x1: u32, y1: u32) {
+        debug_assert!((self.width, self.height) == (other.width, other.height));
+        let (x1, y1) = (x1.min(self.width), y1.min(self.height));
+        if x0 >= x1 {
+            return;
+        }
+        for y in y0..y1 {
+            let start = (y as usize * self.width as usize + x0 as usize) * 3;
+            let end = start + (x1 - x0) as usize * 3;
+            self.pixels[start..end].copy_from_slice(&other.pixels[start..end]);
+        }
+    }
+
+    /// The PNG file of the picture, leaving the canvas as it is.
+    pub fn png(&self) -> Result<Vec<u8>, RenderError> {
+        super::png::encode_rgb8(self.width, self.height, &self.pixels)
+    }
+
     /// Blends `text` in colour `rgb` with its top-left corner (after turning) at (x, y).
     pub fn draw_text(
         &mut self,
@@ -121,17 +143,6 @@ impl Canvas {
     }
 
     pub fn into_png(self) -> Result<Vec<u8>, RenderError> {
-        let mut bytes = Vec::new();
-        // Fast deflate: heatmaps are mostly flat runs, so the heavier levels buy
-        // little size for several times the time across a 72-picture dump.
-        let encoder =
-            PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Adaptive);
-        encoder.write_image(
-            &self.pixels,
-            self.width,
-            self.height,
-            ExtendedColorType::Rgb8,
-        )?;
-        Ok(bytes)
+        super::png::encode_rgb8(self.width, self.height, &self.pixels)
     }
 }

@@ -6,7 +6,7 @@ use super::colormap::Colormap;
 use super::style::{CAPTION_PX, INK, RULE, TICK_GAP, TICK_LEN, TICK_PX};
 use super::text::Text;
 
-const BAR_WIDTH: u32 = 16;
+pub(super) const BAR_WIDTH: u32 = 16;
 const LABEL_GAP: u32 = 8;
 /// Shortest bar drawn, so five tick labels always have room between them.
 pub(super) const MIN_HEIGHT: u32 = 160;
@@ -36,6 +36,12 @@ impl Colorbar {
     }
 
     pub fn draw(&self, surface: &mut dyn Surface, text: &mut Text, x: u32, y: u32, height: u32) {
+        self.draw_bar(surface, x, y, height);
+        self.draw_ticks(surface, text, x, y, height);
+    }
+
+    /// The gradient and its frame: all that does not depend on the scale.
+    pub fn draw_bar(&self, surface: &mut dyn Surface, x: u32, y: u32, height: u32) {
         let height = height.max(1);
         surface.gradient(x, y, BAR_WIDTH, height, self.colormap);
         surface.frame_around(
@@ -45,7 +51,11 @@ impl Colorbar {
             i64::from(height),
             RULE,
         );
+    }
 
+    /// The ticks, their labels, and the caption beyond the widest of them.
+    pub fn draw_ticks(&self, surface: &mut dyn Surface, text: &mut Text, x: u32, y: u32, height: u32) {
+        let height = height.max(1);
         let mut widest_tick = 0;
         let label_x = x + BAR_WIDTH + TICK_LEN + TICK_GAP;
         let line_height = TICK_PX.ceil() as i64;

@@ -166,11 +166,32 @@ fn prepare(values: &[f32], rows: usize, cols: usize, opts: &HeatmapOptions) -> R
 }
 
 fn draw(surface: &mut dyn Surface, text: &mut Text, values: &[f32], opts: &HeatmapOptions, plan: &Plan) {
-    let layout = &plan.layout;
-    draw_header(surface, text, &plan.title, plan.subtitle.as_deref());
+    draw_header(surface, text, &plan.title, plan.subtitle.as_deref().map(|s| (s, !plan.title.is_empty())));
+    draw_cells(surface, values, opts, plan);
+    draw_labels(surface, text, opts, plan);
+    plan.colorbar.draw_bar(surface, plan.colorbar_x, plan.layout.heatmap_y, plan.colorbar_height);
+    plan.colorbar.draw_ticks(surface, text, plan.colorbar_x, plan.layout.heatmap_y, plan.colorbar_height);
+}
 
-    let (x, y) = (layout.heatmap_x, layout.heatmap_y);
-    let (width, height) = (layout.heatmap_width, layout.heatmap_height);
+/// What the numbers, the title and the colour scale do not change: the subtitle, the
+/// token labels and their ticks, the axis captions, the frame and the colour bar's
+/// gradient. [`draw_map`] paints the rest; no part of one overlaps a part of the other,
+/// so on a raster the two give [`draw`]'s pixels in either order.
+fn draw_frame(surface: &mut dyn Surface, text: &mut Text, opts: &HeatmapOptions, plan: &Plan) {
+    draw_header(surface, text, "", plan.subtitle.as_deref().map(|s| (s, !plan.title.is_empty())));
+    draw_labels(surface, text, opts, plan);
+    plan.colorbar.draw_bar(surface, plan.colorbar_x, plan.layout.heatmap_y, plan.colorbar_height);
+}
+
+/// The title, the cells and the colour bar's ticks and caption (see [`draw_frame`]).
+fn draw_map(surface: &mut dyn Surface, text: &mut Text, values: &[f32], opts: &HeatmapOptions, plan: &Plan) {
+    draw_header(surface, text, &plan.title, None);
+    draw_cells(surface, values, opts, plan);
+    plan.colorbar.draw_ticks(surface, text, plan.colorbar_x, plan.layout.heatmap_y, plan.colorbar_height);
+}
+
+fn draw_cells(surface: &mut dyn Surface, values: &[f32], opts: &HeatmapOptions, plan: &Plan) {
+    let layout = &plan.layout;
     let matrix = Matrix {
         values,
         rows: layout.row_axis,
@@ -178,7 +199,14 @@ fn draw(surface: &mut dyn Surface, text: &mut Text, values: &[f32], opts: &Heatm
         mask: opts.mask,
     };
     let names = CellNames { prefix: opts.title, rows: opts.row_labels, cols: opts.col_labels };
-    surface.matrix(x, y, &matrix, opts.colormap, opts.scale, Some(names));
+    surface.matrix(layout.heatmap_x, layout.heatmap_y, &matrix, opts.colormap, opts.scale, Some(names));
+}
+
+/// The frame around the cells, the token labels with their ticks, and the axis captions.
+fn draw_labels(surface: &mut dyn Surface, text: &mut Text, opts: &HeatmapOptions, plan: &Plan) {
+    let layout = &plan.layout;
+    let (x, y) = (layout.heatmap_x, layout.heatmap_y);
+    let (width, height) = (layout.heatmap_width, layout.heatmap_height);
     surface.frame_around(
         i64::from(x),
         i64::from(y),
@@ -221,15 +249,114 @@ fn draw(surface: &mut dyn Surface, text: &mut Text, values: &[f32], opts: &Heatm
     let key_left = i64::from(x) + (i64::from(width) - key_width) / 2;
     let key_top = below + i64::from(offset + plan.col_label_length + CAPTION_GAP);
     surface.text(text, opts.col_caption, CAPTION_PX, key_left, key_top, INK, Orientation::Horizontal);
-
-    plan.colorbar.draw(
-        surface,
-        text,
-        plan.colorbar_x,
-        y,
-        plan.colorbar_height,
-    );
 }
+
+/// The fixed part of every heatmap picture of one shape and one set of labels, drawn
+/// once: a dump's hundreds of heads then each paint only their title, cells and colour
+/// scale onto a copy of it, the same pixels [`heatmap_png`] draws.
+pub struct HeatmapFrame {
+    rows: usize,
+    cols: usize,
+    subtitle: Option<String>,
+    row_labels: Vec<String>,
+    col_labels: Vec<String>,
+    colormap: Colormap,
+    mask: Mask,
+    colorbar_label: String,
+    row_caption: String,
+    col_caption: String,
+    /// The layout and colour-bar placement the frame was drawn for.
+    layout: Layout,
+    colorbar_x: u32,
+    pixels: Raster,
+    id: u64,
+}
+
+impl HeatmapFrame {
+    /// The frame of `rows` x `cols` maps drawn with `opts`. Each map brings its own title
+    /// and scale; `opts.title` is an example of the titles to come (whether there is one
+    /// moves everything below it), `opts.scale` is not used.
+    pub fn new(rows: usize, cols: usize, opts: &HeatmapOptions) -> Result<Self, RenderError> {
+        check_shape(rows, cols, opts)?;
+        let mut text = Text::new()?;
+        let plan = plan(rows, cols, opts, &text);
+        let mut pixels = Raster::new(plan.layout.width, plan.layout.height, BACKGROUND);
+        draw_frame(&mut pixels, &mut text, opts, &plan);
+        Ok(HeatmapFrame {
+            rows,
+            cols,
+            subtitle: opts.subtitle.map(str::to_string),
+            row_labels: opts.row_labels.to_vec(),
+            col_labels: opts.col_labels.to_vec(),
+            colormap: opts.colormap,
+            mask: opts.mask,
+            colorbar_label: opts.colorbar_label.to_string(),
+            row_caption: opts.row_caption.to_string(),
+            col_caption: opts.col_caption.to_string(),
+            layout: plan.layout,
+            colorbar_x: plan.colorbar_x,
+            pixels,
+            id: FRAME_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// [`heatmap_png`] of `values` with this frame's options and `title` and `scale`:
+    /// the same bytes, from a copy of the frame when the map's layout is the frame's (a
+    /// wider tick label or title can move things: then it is drawn whole).
+    pub fn png(&self, values: &[f32], title: &str, scale: Scale) -> Result<Vec<u8>, RenderError> {
+        let opts = HeatmapOptions {
+            title,
+            subtitle: self.subtitle.as_deref(),
+            row_labels: &self.row_labels,
+            col_labels: &self.col_labels,
+            colormap: self.colormap,
+            scale,
+            mask: self.mask,
+            colorbar_label: &self.colorbar_label,
+            row_caption: &self.row_caption,
+            col_caption: &self.col_caption,
+        };
+        let (mut text, plan) = prepare(values, self.rows, self.cols, &opts)?;
+        if plan.layout != self.layout || plan.colorbar_x != self.colorbar_x {
+            let mut raster = Raster::new(plan.layout.width, plan.layout.height, BACKGROUND);
+            draw(&mut raster, &mut text, values, &opts, &plan);
+            return raster.into_png();
+        }
+        // Each thread keeps a canvas holding this frame and puts back only what the last
+        // map drew over (its title line and the colour bar's ticks and caption): the cells
+        // cover their whole area again. No copy of the whole picture per map.
+        FRAMED.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let raster = match &mut *slot {
+                Some((id, raster)) if *id == self.id => {
+                    let canvas = &self.pixels.canvas;
+                    raster.canvas.copy_rect_from(canvas, 0, MARGIN, canvas.width, MARGIN + TITLE_PX.ceil() as u32);
+                    let (top, bottom) = self.scale_rows();
+                    raster.canvas.copy_rect_from(canvas, self.colorbar_x + colorbar::BAR_WIDTH, top, canvas.width, bottom);
+                    raster
+                }
+                other => &mut other.insert((self.id, self.pixels.clone())).1,
+            };
+            draw_map(raster, &mut text, values, &opts, &plan);
+            raster.canvas.png()
+        })
+    }
+
+    /// The rows the colour bar's ticks and caption can reach, right of the bar.
+    fn scale_rows(&self) -> (u32, u32) {
+        let top = self.layout.heatmap_y.saturating_sub(Colorbar::overhang() + 1);
+        let height = self.layout.heatmap_height.max(colorbar::MIN_HEIGHT);
+        (top, self.layout.heatmap_y + height + Colorbar::overhang() + 1)
+    }
+}
+
+thread_local! {
+    /// [`HeatmapFrame::png`]'s canvas on this thread, and the frame it was last drawn on.
+    static FRAMED: std::cell::RefCell<Option<(u64, Raster)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tells frames apart, so a thread's canvas is never reused across two of them.
+static FRAME_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn check_shape(rows: usize, cols: usize, opts: &HeatmapOptions) -> Result<(), RenderError> {
     if rows == 0 || cols == 0 {
@@ -279,18 +406,22 @@ pub(super) fn header_width(text: &Text, title: &str, subtitle: Option<&str>) -> 
 }
 
 /// Title and subtitle at the top left; the caller has already shortened them.
+/// `subtitle` is `(text, below a title)`: it sits under the title's line when there is
+/// one, whether or not the title is drawn in the same call.
 pub(super) fn draw_header(
     surface: &mut dyn Surface,
     text: &mut Text,
     title: &str,
-    subtitle: Option<&str>,
+    subtitle: Option<(&str, bool)>,
 ) {
     let mut y = MARGIN;
     if !title.is_empty() {
         surface.text(text, title, TITLE_PX, i64::from(MARGIN), i64::from(y), INK, Orientation::Horizontal);
-        y += TITLE_PX.ceil() as u32 + 4;
     }
-    if let Some(subtitle) = subtitle {
+    if let Some((subtitle, below_title)) = subtitle {
+        if below_title {
+            y += TITLE_PX.ceil() as u32 + 4;
+        }
         surface.text(text, subtitle, SUBTITLE_PX, i64::from(MARGIN), i64::from(y), MUTED_INK, Orientation::Horizontal);
     }
 }

@@ -120,7 +120,13 @@ pub(super) fn paint(
         }
         previous_block = Some((row_start, row_end));
         let line = canvas.row_mut(x, y + py, cols.pixels);
+        // A cell several pixels wide is worked out once and its colour repeated.
+        let mut previous_col: Option<((usize, usize), [u8; 3])> = None;
         for (pixel, &(col_start, col_end)) in line.chunks_exact_mut(3).zip(&col_blocks) {
+            if let Some((_, rgb)) = previous_col.filter(|(block, _)| *block == (col_start, col_end)) {
+                pixel.copy_from_slice(&rgb);
+                continue;
+            }
             let mut strongest: Option<f32> = None;
             for row in row_start..row_end {
                 let visible = mask.visible_keys(row, cols.cells).min(col_end);
@@ -133,6 +139,7 @@ pub(super) fn paint(
             }
             let rgb = strongest.map_or(mask_rgb, &colour);
             pixel.copy_from_slice(&rgb);
+            previous_col = Some(((col_start, col_end), rgb));
         }
     }
 }

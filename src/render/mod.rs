@@ -24,6 +24,7 @@ pub mod report;
 pub mod heads_report;
 pub mod find_report;
 mod matrix;
+mod png;
 mod scale;
 mod surface;
 pub mod svg;
@@ -33,7 +34,7 @@ mod text;
 pub use colormap::Colormap;
 pub use compare::{compare_png, CompareOptions};
 pub use grid::{grid_png, grid_svg, GridOptions, GridPng, GridSvg, GridTile, TilePainter};
-pub use heatmap::{heatmap_png, heatmap_svg, HeatmapOptions, Layout, Mask, Scale};
+pub use heatmap::{heatmap_png, heatmap_svg, HeatmapFrame, HeatmapOptions, Layout, Mask, Scale};
 pub use marks::{mark_cells, CellMark};
 
 /// Why a picture could not be drawn. Each message names what the caller gave.

@@ -53,6 +53,7 @@ pub(super) trait Surface {
 }
 
 /// Pixels: the surface of PNG output.
+#[derive(Clone)]
 pub(super) struct Raster {
     pub canvas: Canvas,
 }

@@ -404,3 +404,27 @@ fn labels_the_font_cannot_draw_do_not_panic() -> Result<(), RenderError> {
     grid_png(&causal_attention(4), 1, 1, 4, &opts)?;
     Ok(())
 }
+
+/// A dump paints each head onto a copy of one pre-drawn frame: every picture must be the
+/// one `heatmap_png` draws, byte for byte, including maps whose tick labels are wider
+/// than the frame's (drawn whole), pooled long inputs, a pair's labels and another colormap.
+#[test]
+fn pictures_drawn_on_a_frame_equal_pictures_drawn_whole() -> Result<(), RenderError> {
+    for (n, mask, colormap) in [(7, Mask::Causal, Colormap::default()), (40, Mask::None, Colormap::default()), (131, Mask::Causal, Colormap::from_name("magma").expect("magma")), (2500, Mask::Causal, Colormap::default())] {
+        let labels: Vec<String> = (0..n).map(|i| if i % 9 == 4 { format!("a rather long token label {i}") } else { format!("t{i}") }).collect();
+        let subtitle = format!("{n} tokens");
+        let base = HeatmapOptions { title: "model · layer 0 · head 0", subtitle: Some(&subtitle), row_labels: &labels, col_labels: &labels, colormap, mask, ..HeatmapOptions::default() };
+        let frame = HeatmapFrame::new(n, n, &base)?;
+        let causal = causal_attention(n);
+        // Maxima of one, two and three decimals, a flat map and a 0..1 scale: tick labels of several widths.
+        for (index, peak) in [1.0f32, 0.37, 0.042, 0.0, 0.5].into_iter().enumerate() {
+            let values: Vec<f32> = if peak == 0.0 { vec![0.0; n * n] } else { causal.iter().map(|v| v * peak).collect() };
+            let scale = if index == 4 { Scale::Range { min: 0.0, max: 1.0 } } else { Scale::zero_to_max(&values) };
+            let title = format!("model · layer {index} · head {}", index * 11);
+            let whole = heatmap_png(&values, n, n, &HeatmapOptions { title: &title, scale, ..base })?;
+            let framed = frame.png(&values, &title, scale)?;
+            assert!(framed == whole, "{n} tokens, peak {peak}: the framed picture differs from the whole one");
+        }
+    }
+    Ok(())
+}
