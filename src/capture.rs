@@ -105,7 +105,12 @@ impl Capture {
             let (sender, receiver) = std::sync::mpsc::sync_channel::<Layer>(1);
             let forward = scope.spawn(move || -> Result<Tensor> {
                 let mut hooks = StreamHooks { sender, value_norms, seq, pending: None, error: None };
-                let hidden = on_pool(|| model.forward(input, &mut hooks));
+                // On a pool of one thread the pass must not hold it: the sink's own parallel
+                // work would wait for that thread while the pass waits for the sink to take a layer.
+                let hidden = match rayon::current_num_threads() {
+                    1 => model.forward(input, &mut hooks),
+                    _ => on_pool(|| model.forward(input, &mut hooks)),
+                };
                 // The hooks' own error (a non-finite map), not the forward pass's wrapping of it.
                 if let Some(error) = hooks.error.take() {
                     return Err(error);
