@@ -35,31 +35,28 @@ impl Level {
     /// The fastest level this CPU runs, or None where gemm beats every level (x86-64
     /// without AVX2 and FMA, and other architectures, where gemm has its own kernels).
     pub fn detect() -> Option<Level> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-                return Some(Level::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return Some(Level::Avx2);
-            }
-        }
-        None
+        [Level::Avx512, Level::Avx2].into_iter().find(|level| level.runs())
     }
 
     /// Every level this CPU can run (the tests compare them).
     pub fn available() -> Vec<Level> {
-        let mut levels = vec![Level::Portable];
+        [Level::Portable, Level::Avx2, Level::Avx512].into_iter().filter(|level| level.runs()).collect()
+    }
+
+    /// Whether this CPU has the level's instructions.
+    pub fn runs(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                levels.push(Level::Avx2);
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-                levels.push(Level::Avx512);
-            }
+        let (avx512, avx2) = {
+            let fma = std::arch::is_x86_feature_detected!("fma");
+            (fma && std::arch::is_x86_feature_detected!("avx512f"), fma && std::arch::is_x86_feature_detected!("avx2"))
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (avx512, avx2) = (false, false);
+        match self {
+            Level::Avx512 => avx512,
+            Level::Avx2 => avx2,
+            Level::Portable => true,
         }
-        levels
     }
 }
 
@@ -178,7 +175,7 @@ pub fn multiply_add_gemm(rows: usize, x: &[f32], w: &Packed, out: &mut [f32]) {
 /// # Panics
 /// When `level` is one this CPU cannot run, or a slice's length does not fit.
 pub fn multiply_add_at(level: Level, rows: usize, x: &[f32], w: &Packed, out: &mut [f32]) {
-    assert!(Level::available().contains(&level), "this CPU cannot run {level:?}");
+    assert!(level.runs(), "this CPU cannot run {level:?}");
     // SAFETY: the CPU runs `level` (checked above); `split` hands each task its own part of `out`.
     split(rows, x, w, out, |task| unsafe { run(level, task) });
 }
