@@ -56,7 +56,7 @@ impl Dense {
         }
         let weight = Tensor::cat(&weights, 0)?;
         let outputs = weight.dim(0)?;
-        let weight_t = Packed::new(&weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?, inputs, outputs);
+        let weight_t = with_f32(&weight.contiguous()?, |weight| Packed::from_linear(weight, inputs, outputs))?;
         Ok(Self { weight_t, bias, inputs, outputs })
     }
 

@@ -104,6 +104,28 @@ impl Packed {
         Self { k, n, values }
     }
 
+    /// Pack a linear layer's weight as it is stored, `[n, k]` row-major (outputs by inputs):
+    /// the same panels as [`Packed::new`] of its transpose, without making the transpose.
+    ///
+    /// # Panics
+    /// When `weight` does not hold `n * k` values.
+    pub fn from_linear(weight: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(weight.len(), k * n, "Packed::from_linear: {} values are not [{n}, {k}]", weight.len());
+        let mut values = vec![0f32; k * n];
+        for start in (0..n).step_by(PANEL) {
+            let width = PANEL.min(n - start);
+            let panel = &mut values[start * k..(start + width) * k];
+            // Each output's inputs are read in order and written down the panel's column,
+            // `width` floats apart: the panel (at most 64 x k floats) stays in cache meanwhile.
+            for (column, inputs) in weight[start * k..(start + width) * k].chunks_exact(k.max(1)).enumerate() {
+                for (row, &value) in inputs.iter().enumerate() {
+                    panel[row * width + column] = value;
+                }
+            }
+        }
+        Self { k, n, values }
+    }
+
     /// The weight back as `[k, n]` row-major.
     pub fn unpack(&self) -> Vec<f32> {
         let mut w = vec![0f32; self.k * self.n];
@@ -572,6 +594,8 @@ mod tests {
         (values(rows * k, 1), values(k * n, 2), values(rows * n, 3))
     }
 
+    /// Packing and unpacking give the weight back; packing a linear layer's `[n, k]` weight
+    /// gives the panels of its transpose.
     #[test]
     fn packing_round_trips() {
         for (_, k, n) in SHAPES {
@@ -579,6 +603,8 @@ mod tests {
             let packed = Packed::new(&w, k, n);
             assert_eq!(packed.dims(), (k, n));
             assert!(packed.unpack() == w, "[{k}, {n}] does not unpack to itself");
+            let linear: Vec<f32> = (0..n).flat_map(|output| (0..k).map(|input| w[input * n + output]).collect::<Vec<_>>()).collect();
+            assert!(Packed::from_linear(&linear, k, n).values == packed.values, "[{n}, {k}] packs otherwise than its transpose");
         }
     }
 
