@@ -227,7 +227,10 @@ mod tests {
             pool.install(|| {
                 let p = crate::model::kernels::masked_softmax(&scores, 0.2, Mask::Causal { window: None }, 3).unwrap();
                 let g = crate::model::kernels::gelu_erf(&scores).unwrap();
-                (p.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                let (weight, bias) = (vec![0.7f32; 700], vec![-0.2f32; 700]);
+                let n = crate::model::kernels::layer_norm(&scores, &weight, &bias, 1e-12).unwrap();
+                let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (flat(p), flat(g), flat(n))
             })
         };
         let one = on(1);

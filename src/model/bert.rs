@@ -129,16 +129,38 @@ fn default_eps() -> f64 {
     1e-12
 }
 
+/// A LayerNorm's weight, bias and eps, applied by [`super::kernels::layer_norm`].
+pub(super) struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn new(norm: &LayerNorm) -> Result<Self> {
+        let width = norm.weight().elem_count();
+        let bias = match norm.bias() {
+            Some(bias) => bias.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+            None => vec![0f32; width],
+        };
+        Ok(Self { weight: norm.weight().to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, bias, eps: norm.eps() as f32 })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        super::kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
 /// One post-LayerNorm encoder layer: self-attention, add & norm, MLP, add & norm.
 /// DistilBERT's TransformerBlock is the same arithmetic under other weight names.
 pub(super) struct Layer {
     /// Query, key and value side by side: one product over the layer's input.
     qkv: Dense,
     attn_out: Dense,
-    attn_norm: LayerNorm,
+    attn_norm: Norm,
     intermediate: Dense,
     output: Dense,
-    out_norm: LayerNorm,
+    out_norm: Norm,
 }
 
 impl Layer {
@@ -147,10 +169,10 @@ impl Layer {
         Ok(Self {
             qkv: Dense::concat(&[&query, &key, &value])?,
             attn_out: Dense::new(&attn_out)?,
-            attn_norm,
+            attn_norm: Norm::new(&attn_norm)?,
             intermediate: Dense::new(&intermediate)?,
             output: Dense::new(&output)?,
-            out_norm,
+            out_norm: Norm::new(&out_norm)?,
         })
     }
 }

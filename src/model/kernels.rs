@@ -211,6 +211,26 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
 }
 
+/// LayerNorm over the last axis of `x` (`[.., width]`): `(x - mean) / sqrt(var + eps) * weight
+/// + bias` per row, mean and variance in two passes of 16-lane partial sums (candle's
+/// `layer_norm` sums one value at a time, a chain of dependent adds per row, and takes
+/// the variance as E[x^2] - mean^2). Rows are split across rayon's threads and each is
+/// computed by one thread in a fixed order, the same on every vector width.
+pub fn layer_norm(x: &Tensor, weight: &[f32], bias: &[f32], eps: f32) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let shape: Shape = x.shape().clone();
+    let width = weight.len();
+    if shape.dims().last() != Some(&width) || bias.len() != width || width == 0 {
+        return Err(candle_core::Error::Msg(format!("layer norm of width {width} (bias {}) over {:?}", bias.len(), shape.dims())).into());
+    }
+    let (storage, layout) = x.storage_and_layout();
+    let values = f32_slice(&storage, layout)?;
+    let mut out = vec![0f32; values.len()];
+    out.par_chunks_mut(width).zip(values.par_chunks(width)).with_min_len(chunk_rows(width)).for_each(|(out, row)| norm_row(row, weight, bias, eps, out));
+    drop(storage);
+    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
+}
+
 /// `a + b` elementwise (a decoder's residual adds): one plain loop. candle's add
 /// hands anything over 64k values to its spinning thread pool, whose wait
 /// cost more than the add itself on a busy 2-core machine.
@@ -281,6 +301,67 @@ fn softmax_row(row: &mut [f32], scale: f32) {
         return unsafe { softmax_row_avx2(row, scale) };
     }
     softmax_row_generic(row, scale)
+}
+
+fn norm_row(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { norm_row_avx512(row, weight, bias, eps, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { norm_row_avx2(row, weight, bias, eps, out) };
+    }
+    norm_row_generic(row, weight, bias, eps, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn norm_row_avx512(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    norm_row_generic(row, weight, bias, eps, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn norm_row_avx2(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    norm_row_generic(row, weight, bias, eps, out)
+}
+
+/// `values` summed in `LANES` partial sums, then the tail, then the lanes in order: a
+/// fixed order whatever width the compiler vectorises to.
+#[inline(always)]
+fn lane_sum(values: impl Fn(usize) -> f32, len: usize) -> f32 {
+    let mut sums = [0f32; LANES];
+    let whole = len - len % LANES;
+    for start in (0..whole).step_by(LANES) {
+        for (lane, s) in sums.iter_mut().enumerate() {
+            *s += values(start + lane);
+        }
+    }
+    let mut sum = 0f32;
+    for index in whole..len {
+        sum += values(index);
+    }
+    for s in sums {
+        sum += s;
+    }
+    sum
+}
+
+#[inline(always)]
+fn norm_row_generic(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    let n = row.len() as f32;
+    let mean = lane_sum(|i| row[i], row.len()) / n;
+    for (o, &x) in out.iter_mut().zip(row) {
+        *o = x - mean;
+    }
+    let variance = lane_sum(|i| out[i] * out[i], out.len()) / n;
+    let inverse = 1.0 / (variance + eps).sqrt();
+    for ((o, &w), &b) in out.iter_mut().zip(weight).zip(bias) {
+        *o = *o * inverse * w + b;
+    }
 }
 
 fn gelu_slice(values: &mut [f32]) {
@@ -459,11 +540,46 @@ mod tests {
         gelu_slice(&mut chosen);
         gelu_slice_generic(&mut baseline);
         assert!(chosen == baseline, "GELU differs between vector widths");
+        for width in [1, 15, 16, 17, 384, 1000] {
+            let (weight, bias) = (&input[2000..2000 + width], &input[3500..3500 + width]);
+            let (mut chosen, mut baseline) = (vec![0f32; width], vec![0f32; width]);
+            norm_row(&input[..width], weight, bias, 1e-12, &mut chosen);
+            norm_row_generic(&input[..width], weight, bias, 1e-12, &mut baseline);
+            assert!(chosen == baseline, "layer norm of width {width} differs between vector widths");
+        }
         for len in [1, 15, 16, 17, 100, 512, 1000] {
             let (mut chosen, mut baseline) = (input[..len].to_vec(), input[..len].to_vec());
             softmax_row(&mut chosen, 0.37);
             softmax_row_generic(&mut baseline, 0.37);
             assert!(chosen == baseline, "softmax of {len} keys differs between vector widths");
+        }
+    }
+
+    /// LayerNorm against its f64 value, within the rounding bound of the arithmetic: each
+    /// output goes through at most 2 n + 8 roundings (two sums of n terms, the subtraction,
+    /// square root, division and three products and a sum), each scaling by (1 + u), so its
+    /// error is below gamma_(2n+8) (|w| (|x| + mean |x|) / std + |b|), u = 2^-24.
+    #[test]
+    fn layer_norm_matches_f64() {
+        let values: Vec<f32> = (0..50 * 384).map(|i| ((i * 7919) % 10007) as f32 / 1000.0 - 3.0).collect();
+        let weight: Vec<f32> = (0..384).map(|i| ((i * 31) % 97) as f32 / 50.0 - 0.9).collect();
+        let bias: Vec<f32> = (0..384).map(|i| ((i * 17) % 89) as f32 / 40.0 - 1.1).collect();
+        for width in [7, 100, 384] {
+            let x = Tensor::from_vec(values[..50 * width].to_vec(), (50, width), &Device::Cpu).unwrap();
+            let out: Vec<f32> = layer_norm(&x, &weight[..width], &bias[..width], 1e-12).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let gamma = (2 * width + 8) as f64 * f64::powi(2.0, -24) / (1.0 - (2 * width + 8) as f64 * f64::powi(2.0, -24));
+            for (row, got) in values[..50 * width].chunks_exact(width).zip(out.chunks_exact(width)) {
+                let n = width as f64;
+                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+                let mean_abs = row.iter().map(|&v| (v as f64).abs()).sum::<f64>() / n;
+                let std = (row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n + 1e-12).sqrt();
+                for (i, (&x, &y)) in row.iter().zip(got).enumerate() {
+                    let (w, b) = (weight[i] as f64, bias[i] as f64);
+                    let exact = (x as f64 - mean) / std * w + b;
+                    let bound = gamma * (w.abs() * ((x as f64).abs() + mean_abs) / std + b.abs());
+                    assert!((y as f64 - exact).abs() <= bound, "width {width}: {y} against {exact} (bound {bound})");
+                }
+            }
         }
     }
 
