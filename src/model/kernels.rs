@@ -211,11 +211,12 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
 }
 
-/// LayerNorm over the last axis of `x` (`[.., width]`): `(x - mean) / sqrt(var + eps) * weight
-/// + bias` per row, mean and variance in two passes of 16-lane partial sums (candle's
-/// `layer_norm` sums one value at a time, a chain of dependent adds per row, and takes
-/// the variance as E[x^2] - mean^2). Rows are split across rayon's threads and each is
-/// computed by one thread in a fixed order, the same on every vector width.
+/// LayerNorm over the last axis of `x` (`[.., width]`): per row,
+/// `(x - mean) / sqrt(var + eps) * weight + bias`, mean and variance in two passes of
+/// 16-lane partial sums (candle's `layer_norm` sums one value at a time, a chain of
+/// dependent adds per row, and takes the variance as `E[x^2] - mean^2`). Rows are split
+/// across rayon's threads and each is computed by one thread in a fixed order, the same
+/// on every vector width.
 pub fn layer_norm(x: &Tensor, weight: &[f32], bias: &[f32], eps: f32) -> Result<Tensor> {
     let x = x.contiguous()?;
     let shape: Shape = x.shape().clone();
