@@ -34,7 +34,7 @@ use crate::render::html;
 use crate::tokenize::Encoded;
 use crate::ui::Ui;
 
-use super::dump_sink::{picture_file, view_array, DumpPlan, DumpSink};
+use super::dump_sink::{picture_file, view_array, DumpPlan, DumpSink, Finished};
 use super::{encode, find_model, load_found, model_name, read_input};
 
 /// Version of the dump layout; bumped only when a script reading dumps would break.
@@ -199,7 +199,7 @@ pub(super) fn write_dump(
     let plan = DumpPlan { root, name: &name, input, layers, heads, causal, views, args, pictures, page: page_fits.is_ok(), progress };
     let mut sink = DumpSink::new(plan)?;
     Capture::stream(model, input, views.contains(&View::Norm), &mut sink)?;
-    let finished = sink.finish()?;
+    let Finished { page: packed, grid } = sink.finish()?;
     let hashes = hashes()?;
 
     let mut files = vec!["attention.npy".to_string()];
@@ -266,12 +266,18 @@ pub(super) fn write_dump(
         "files": files,
     });
     let mut manifest = manifest;
-    let page = match (page_fits, &finished.page) {
-        (Ok(()), Some(packed)) => super::view::dump_page(root, &manifest, Some(packed), None, None, &args.style),
-        (Err(error), _) => Err(error),
-        (Ok(()), None) => Err(Error::Input("the page's maps were not packed".into())),
-    };
-    drop(finished);
+    // grid.png is encoded while the page is put together: the two steps a dump ends with,
+    // each on one thread.
+    let (grid, page) = rayon::join(
+        || write_staged(&root.join("grid.png"), &grid.finish()?),
+        || match (page_fits, &packed) {
+            (Ok(()), Some(packed)) => super::view::dump_page(root, &manifest, Some(packed), None, None, &args.style),
+            (Err(error), _) => Err(error),
+            (Ok(()), None) => Err(Error::Input("the page's maps were not packed".into())),
+        },
+    );
+    grid?;
+    drop(packed);
     match page {
         Ok(page) => {
             write_staged(&root.join("view.html"), &page)?;

@@ -71,6 +71,9 @@ pub(super) struct DumpSink<'a> {
 /// What the page needs once the last layer has passed: every view's packed maps, by name.
 pub(super) struct Finished {
     pub page: Option<BTreeMap<String, PackedMaps>>,
+    /// grid.png with every tile painted, not yet encoded: the caller encodes it while it
+    /// assembles the page, the two single-threaded steps a dump ends with.
+    pub grid: GridPng,
 }
 
 /// A view's array: file name and shape (`[layers, heads, seq, seq]` or `[layers, seq, seq]`).
@@ -227,12 +230,11 @@ impl<'a> DumpSink<'a> {
         for (_, array) in std::mem::take(&mut self.word_arrays) {
             array.finish()?;
         }
-        write_staged(&self.plan.root.join("grid.png"), &self.grid.finish()?)?;
         if let Some(grid) = self.grid_svg.take() {
             write_staged(&self.plan.root.join("grid.svg"), &grid.finish())?;
         }
         self.plan.progress.inc(1);
-        Ok(Finished { page: self.page })
+        Ok(Finished { page: self.page, grid: self.grid })
     }
 }
 
