@@ -131,7 +131,9 @@ impl Capture {
                 }
             }
             drop(receiver);
-            let hidden = forward.join().unwrap_or_else(|_| Err(Error::Input("the forward pass's thread panicked".into())));
+            // A panic in the pass (a bug: the hook has said so in one line) goes on as one
+            // here, as it would have on this thread.
+            let hidden = forward.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             match sink_error {
                 // The sink's own error, not the forward pass's report that the sink hung up.
                 Some(error) => Err(error),
