@@ -114,7 +114,7 @@ pub fn attention_block(q: &Tensor, k_t: &Tensor, v: &Tensor, scale: f64, mask: M
     let (k_storage, k_layout) = k_t.storage_and_layout();
     let (v_storage, v_layout) = v.storage_and_layout();
     let (q, k, v) = (Strided::new(&q_storage, q_layout)?, Strided::new(&k_storage, k_layout)?, Strided::new(&v_storage, v_layout)?);
-    let (scores_out, z_out) = (Out(pattern.as_mut_ptr()), Out(z.as_mut_ptr()));
+    let (scores_out, z_out) = (matmul::Shared(pattern.as_mut_ptr()), matmul::Shared(z.as_mut_ptr()));
     let tasks: Vec<(usize, usize)> = (0..heads).flat_map(|head| (0..rows).step_by(ATTENTION_ROWS).map(move |row| (head, row))).collect();
     tasks.into_par_iter().for_each(|(head, row)| {
         let n = ATTENTION_ROWS.min(rows - row);
@@ -181,22 +181,6 @@ impl<'a> Strided<'a> {
     /// Where row `row` of head `head` starts.
     fn at(&self, head: usize, row: usize) -> *const f32 {
         self.values[head * self.strides[0] + row * self.strides[1]..].as_ptr()
-    }
-}
-
-/// A buffer that tasks write disjoint parts of.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-
-// SAFETY: `attention_block` hands each task a part of the buffer no other task writes.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// # Safety
-    /// `offset` is inside the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        self.0.add(offset)
     }
 }
 

@@ -270,18 +270,21 @@ fn split(rows: usize, x: &[f32], w: &Packed, out: &mut [f32], run: impl Fn(&Task
     });
 }
 
-/// A pointer that tasks share: they read `x` and write disjoint parts of `out`.
+/// A pointer that parallel tasks share: each reads what it likes and writes only a part no
+/// other task touches (here `split`'s tasks read `x` and write disjoint parts of `out`;
+/// `kernels::attention_block`'s write their own rows of the pattern and of z).
 #[derive(Clone, Copy)]
-struct Shared(*mut f32);
+pub(super) struct Shared(pub(super) *mut f32);
 
-// SAFETY: `split` hands each task a part of `out` that no other task touches, and `x` is only read.
+// SAFETY: every user hands each task a part of the buffer that no other task writes, and
+// only reads the rest.
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
     /// # Safety
     /// `offset` is inside the slice the pointer came from.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(super) unsafe fn at(self, offset: usize) -> *mut f32 {
         unsafe { self.0.add(offset) }
     }
 }
