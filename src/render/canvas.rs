@@ -141,8 +141,4 @@ impl Canvas {
             *channel = ((u32::from(*channel) * (255 - a) + u32::from(ink) * a + 127) / 255) as u8;
         }
     }
-
-    pub fn into_png(self) -> Result<Vec<u8>, RenderError> {
-        super::png::encode_rgb8(self.width, self.height, &self.pixels)
-    }
 }

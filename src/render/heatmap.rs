@@ -253,7 +253,7 @@ fn draw_labels(surface: &mut dyn Surface, text: &mut Text, opts: &HeatmapOptions
 
 /// The fixed part of every heatmap picture of one shape and one set of labels, drawn
 /// once: a dump's hundreds of heads then each paint only their title, cells and colour
-/// scale onto a copy of it, the same pixels [`heatmap_png`] draws.
+/// scale onto a canvas holding it, the same pixels [`heatmap_png`] draws.
 pub struct HeatmapFrame {
     rows: usize,
     cols: usize,
@@ -268,6 +268,7 @@ pub struct HeatmapFrame {
     /// The layout and colour-bar placement the frame was drawn for.
     layout: Layout,
     colorbar_x: u32,
+    colorbar_height: u32,
     pixels: Raster,
     id: u64,
 }
@@ -295,6 +296,7 @@ impl HeatmapFrame {
             col_caption: opts.col_caption.to_string(),
             layout: plan.layout,
             colorbar_x: plan.colorbar_x,
+            colorbar_height: plan.colorbar_height,
             pixels,
             id: FRAME_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
@@ -345,8 +347,7 @@ impl HeatmapFrame {
     /// The rows the colour bar's ticks and caption can reach, right of the bar.
     fn scale_rows(&self) -> (u32, u32) {
         let top = self.layout.heatmap_y.saturating_sub(Colorbar::overhang() + 1);
-        let height = self.layout.heatmap_height.max(colorbar::MIN_HEIGHT);
-        (top, self.layout.heatmap_y + height + Colorbar::overhang() + 1)
+        (top, self.layout.heatmap_y + self.colorbar_height + Colorbar::overhang() + 1)
     }
 }
 

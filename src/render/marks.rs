@@ -60,5 +60,5 @@ pub fn mark_cells(png: &[u8], layout: &Layout, marks: &[CellMark]) -> Result<Vec
             canvas.fill(x + w - OUTLINE_PX, y, OUTLINE_PX, h, OUTLINE_RGB);
         }
     }
-    canvas.into_png()
+    canvas.png()
 }

@@ -6,9 +6,9 @@
 //! being worked out or scanned again: the deflate stream below is told "n zeros"
 //! and codes them as one run (a zero, then copies of it at distance 1), which
 //! fdeflate, the png crate's fast mode, finds by scanning every byte. Everything
-//! else is coded with deflate's fixed Huffman code. On a SmolLM2 dump's 270
-//! pictures this encodes in well under half the time of the png crate's fast mode
-//! with adaptive filtering, in files of about the same size.
+//! else is coded with fdeflate's own Huffman code for filtered rows (see the end of
+//! this file). On a SmolLM2 dump's 270 pictures this encodes in well under half the
+//! time of the png crate's fast mode with adaptive filtering, in files 1.5% larger.
 
 use super::RenderError;
 

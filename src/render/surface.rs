@@ -64,7 +64,7 @@ impl Raster {
     }
 
     pub fn into_png(self) -> Result<Vec<u8>, RenderError> {
-        self.canvas.into_png()
+        self.canvas.png()
     }
 }
 

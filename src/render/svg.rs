@@ -85,7 +85,7 @@ impl Surface for Svg {
             // One PNG of exactly the raster's pixels: the same pooling, the same mask.
             let mut canvas = Canvas::new(cols.pixels, rows.pixels, BACKGROUND);
             matrix::paint(&mut canvas, 0, 0, matrix, colormap.mask_rgb(), |value| colormap.rgb(scale.normalise(value)));
-            if let Ok(png) = canvas.into_png() {
+            if let Ok(png) = canvas.png() {
                 let _ = writeln!(
                     self.body,
                     "<image x=\"{x}\" y=\"{y}\" width=\"{}\" height=\"{}\" preserveAspectRatio=\"none\" style=\"image-rendering:pixelated\" xlink:href=\"data:image/png;base64,{}\"/>",
