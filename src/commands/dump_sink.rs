@@ -26,7 +26,7 @@ use crate::render::{Colormap, GridOptions, GridPng, GridSvg, GridTile, Mask, Sca
 use crate::tokenize::Encoded;
 
 use super::views::{picture as view_picture, scale_of, Axis};
-use super::{head_scale, map_frame, map_picture, Picture};
+use super::{head_scale, head_title, map_frame, map_picture, Picture};
 use crate::render::HeatmapFrame;
 
 /// What a dump writes, decided before the forward pass.
@@ -81,11 +81,6 @@ pub(super) fn view_array(view: View, layers: usize, heads: usize, side: usize) -
     let file = if view == View::Weights { "attention.npy".to_string() } else { format!("{}.npy", view.name()) };
     let shape = if view.per_head() { vec![layers, heads, side, side] } else { vec![layers, side, side] };
     (file, shape)
-}
-
-/// The title of one head's picture.
-fn head_title(name: &str, layer: usize, head: usize) -> String {
-    format!("{name} · layer {layer} · head {head}")
 }
 
 /// The picture file of one map of a view (`head` is ignored for per-layer views).

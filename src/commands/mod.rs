@@ -244,6 +244,11 @@ pub fn map_picture(values: &[f32], input: &Encoded, causal: bool, title: &str, s
     })
 }
 
+/// The title of one head's picture (`show`'s and every head of a `dump`).
+pub fn head_title(name: &str, layer: usize, head: usize) -> String {
+    format!("{name} · layer {layer} · head {head}")
+}
+
 /// What every head's picture of `input` shares, drawn once ([`HeatmapFrame`]): a dump paints
 /// each head's title, cells and scale onto it, the same pixels [`map_picture`] gives.
 /// `example_title` is one of the titles to come.

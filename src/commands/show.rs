@@ -14,7 +14,7 @@ use crate::analysis::views::{check_flow_size, norm_layer, view_map, View};
 use crate::render::{self, terminal::{TermColour, TermOptions}};
 
 use super::views::{picture as view_picture, scale_of, view_of, Axis};
-use super::{encode, head_scale, head_values, model_name, open_model, picture, read_input, Picture};
+use super::{encode, head_scale, head_title, head_values, model_name, open_model, picture, read_input, Picture};
 
 pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     // The path first: `-o existing-folder` is "a folder", not "no extension".
@@ -61,7 +61,7 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
     let name = model_name(&session.files);
     let bytes = if view == View::Weights && !args.words {
         let head = head.unwrap_or(0);
-        let title = format!("{name} · layer {layer} · head {head}");
+        let title = head_title(&name, layer, head);
         match format {
             FormatArg::Png => picture(&capture, layer, head, &title, &args.style, Picture::Png)?,
             FormatArg::Svg => picture(&capture, layer, head, &title, &args.style, Picture::Svg)?,
@@ -81,7 +81,7 @@ pub fn run(args: &ShowArgs, ui: &Ui) -> Result<()> {
         match format {
             FormatArg::Png => {
                 let title = match head {
-                    Some(head) if view == View::Weights => format!("{name} · layer {layer} · head {head}"),
+                    Some(head) if view == View::Weights => head_title(&name, layer, head),
                     Some(head) => format!("{name} · layer {layer} · head {head} · {}", view.name()),
                     None => format!("{name} · {} to layer {layer}", view.name()),
                 };
