@@ -21,6 +21,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -54,18 +55,25 @@ pub fn run(args: &DumpArgs, ui: &Ui) -> Result<()> {
     let weights = weight_files(&files);
     // Hash the weights while the model loads and runs: the manifest needs it, and it takes
     // one core while loading (the tokenizer above all) takes the other.
+    // A refusal (bad input, no room) stops the hashing rather than waiting for it: a model
+    // of many GB takes seconds to hash.
+    let stop = AtomicBool::new(false);
     let (written, seq) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| hash_weights(&weights));
+        let hashing = scope.spawn(|| hash_weights_until(&weights, &stop));
         let hashes = || hashing.join().unwrap_or_else(|_| Err(Error::Input("hashing the weights failed".into())));
-        let session = load_found(files, &args.model)?;
-        let input = encode(&session, &text)?;
-        let model = session.loaded.model.as_ref();
-        let views = requested_views(&args.views);
-        check_input(model.info(), &input, &views, args, &parent)?;
-        let progress = ui.progress_bar((model.info().layers * model.info().heads) as u64 + 1, "maps");
-        let written = write_dump(&target, &parent, args.force, &session, &weights, hashes, &input, &views, args, &progress, false)?;
-        progress.finish_and_clear();
-        Ok::<_, Error>((written, input.len()))
+        let dumped = (|| {
+            let session = load_found(files, &args.model)?;
+            let input = encode(&session, &text)?;
+            let model = session.loaded.model.as_ref();
+            let views = requested_views(&args.views);
+            check_input(model.info(), &input, &views, args, &parent)?;
+            let progress = ui.progress_bar((model.info().layers * model.info().heads) as u64 + 1, "maps");
+            let written = write_dump(&target, &parent, args.force, &session, &weights, hashes, &input, &views, args, &progress, false)?;
+            progress.finish_and_clear();
+            Ok::<_, Error>((written, input.len()))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        dumped
     })?;
     if !ui.quiet {
         eprintln!("attnmap: wrote {} ({} heads, {} tokens)", target.display(), written, seq);
@@ -80,7 +88,12 @@ pub(super) fn weight_files(files: &crate::source::ModelFiles) -> Vec<PathBuf> {
 
 /// sha256 of every weight file.
 pub(super) fn hash_weights(weights: &[PathBuf]) -> Result<Vec<String>> {
-    weights.iter().map(|p| weights_sha256(p)).collect()
+    hash_weights_until(weights, &AtomicBool::new(false))
+}
+
+/// [`hash_weights`], giving up (with an error nobody reads) once `stop` is set.
+fn hash_weights_until(weights: &[PathBuf], stop: &AtomicBool) -> Result<Vec<String>> {
+    weights.iter().map(|p| weights_sha256(p, stop)).collect()
 }
 
 /// Refuse, before the forward pass, an input whose dump would not fit on the disk under
@@ -358,7 +371,7 @@ fn view_entries(input: &Encoded, layers: usize, heads: usize, views: &[View], ar
 }
 
 /// sha256 of a weight file; a Hugging Face cache blob is already named by it.
-fn weights_sha256(path: &Path) -> Result<String> {
+fn weights_sha256(path: &Path, stop: &AtomicBool) -> Result<String> {
     if let Ok(target) = fs::read_link(path) {
         if let Some(name) = target.file_name().and_then(|n| n.to_str()) {
             if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -373,6 +386,9 @@ fn weights_sha256(path: &Path) -> Result<String> {
         let read = file.read(&mut buffer).map_err(|e| Error::model_file(path, e))?;
         if read == 0 {
             break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Input("hashing the weights was stopped".into()));
         }
         hasher.update(&buffer[..read]);
     }
