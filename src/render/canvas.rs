@@ -1,5 +1,6 @@
 //! The pixel buffer every picture is painted on, and its PNG encoding.
 
+use super::png::Template;
 use super::text::TextBitmap;
 use super::RenderError;
 
@@ -103,6 +104,17 @@ impl Canvas {
     /// The PNG file of the picture, leaving the canvas as it is.
     pub fn png(&self) -> Result<Vec<u8>, RenderError> {
         super::png::encode_rgb8(self.width, self.height, &self.pixels)
+    }
+
+    /// What pictures equal to this one outside `drawn` (rectangles `(x0, y0, x1, y1)`)
+    /// share when encoded: see [`super::png::Template`].
+    pub fn template(&self, drawn: &[(u32, u32, u32, u32)]) -> Result<Template, RenderError> {
+        Template::new(self.width, self.height, &self.pixels, drawn)
+    }
+
+    /// [`Canvas::png`] of a picture that equals `template`'s frame outside its drawn rectangles.
+    pub fn png_with(&self, template: &Template) -> Result<Vec<u8>, RenderError> {
+        template.encode(&self.pixels)
     }
 
     /// Blends `text` in colour `rgb` with its top-left corner (after turning) at (x, y).

@@ -10,6 +10,7 @@ use super::style::{
 };
 use super::surface::{CellNames, Raster, Surface};
 use super::svg::Svg;
+use super::png::Template;
 use super::text::Text;
 use super::RenderError;
 
@@ -270,6 +271,8 @@ pub struct HeatmapFrame {
     colorbar_x: u32,
     colorbar_height: u32,
     pixels: Raster,
+    /// The frame's share of every picture's PNG, coded once.
+    template: Template,
     id: u64,
 }
 
@@ -283,6 +286,7 @@ impl HeatmapFrame {
         let plan = plan(rows, cols, opts, &text);
         let mut pixels = Raster::new(plan.layout.width, plan.layout.height, BACKGROUND);
         draw_frame(&mut pixels, &mut text, opts, &plan);
+        let template = pixels.canvas.template(&drawn_rects(&plan.layout, plan.colorbar_x, plan.colorbar_height))?;
         Ok(HeatmapFrame {
             rows,
             cols,
@@ -298,6 +302,7 @@ impl HeatmapFrame {
             colorbar_x: plan.colorbar_x,
             colorbar_height: plan.colorbar_height,
             pixels,
+            template,
             id: FRAME_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
@@ -326,29 +331,37 @@ impl HeatmapFrame {
         }
         // Each thread keeps a canvas holding this frame and puts back only what the last
         // map drew over (its title line and the colour bar's ticks and caption): the cells
-        // cover their whole area again. No copy of the whole picture per map.
+        // cover their whole area again. No copy of the whole picture per map, and only
+        // what the map drew is filtered and coded: the rest of the PNG is the template's.
         FRAMED.with(|slot| {
             let mut slot = slot.borrow_mut();
             let raster = match &mut *slot {
                 Some((id, raster)) if *id == self.id => {
                     let canvas = &self.pixels.canvas;
-                    raster.canvas.copy_rect_from(canvas, 0, MARGIN, canvas.width, MARGIN + TITLE_PX.ceil() as u32);
-                    let (top, bottom) = self.scale_rows();
-                    raster.canvas.copy_rect_from(canvas, self.colorbar_x + colorbar::BAR_WIDTH, top, canvas.width, bottom);
+                    let [title, scale, _] = drawn_rects(&self.layout, self.colorbar_x, self.colorbar_height);
+                    for (x0, y0, x1, y1) in [title, scale] {
+                        raster.canvas.copy_rect_from(canvas, x0, y0, x1, y1);
+                    }
                     raster
                 }
                 other => &mut other.insert((self.id, self.pixels.clone())).1,
             };
             draw_map(raster, &mut text, values, &opts, &plan);
-            raster.canvas.png()
+            raster.canvas.png_with(&self.template)
         })
     }
+}
 
-    /// The rows the colour bar's ticks and caption can reach, right of the bar.
-    fn scale_rows(&self) -> (u32, u32) {
-        let top = self.layout.heatmap_y.saturating_sub(Colorbar::overhang() + 1);
-        (top, self.layout.heatmap_y + self.colorbar_height + Colorbar::overhang() + 1)
-    }
+/// Where [`draw_map`] paints, as rectangles `(x0, y0, x1, y1)` (ends excluded, may reach
+/// past the picture): the title's line, the colour bar's ticks and caption (right of the
+/// bar, as far as they can reach above and below it), and the cells.
+fn drawn_rects(layout: &Layout, colorbar_x: u32, colorbar_height: u32) -> [(u32, u32, u32, u32); 3] {
+    let title = (0, MARGIN, layout.width, MARGIN + TITLE_PX.ceil() as u32);
+    let top = layout.heatmap_y.saturating_sub(Colorbar::overhang() + 1);
+    let bottom = layout.heatmap_y + colorbar_height + Colorbar::overhang() + 1;
+    let scale = (colorbar_x + colorbar::BAR_WIDTH, top, layout.width, bottom);
+    let cells = (layout.heatmap_x, layout.heatmap_y, layout.heatmap_x + layout.heatmap_width, layout.heatmap_y + layout.heatmap_height);
+    [title, scale, cells]
 }
 
 thread_local! {

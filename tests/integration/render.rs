@@ -405,8 +405,8 @@ fn labels_the_font_cannot_draw_do_not_panic() -> Result<(), RenderError> {
     Ok(())
 }
 
-/// A dump paints each head onto a copy of one pre-drawn frame: every picture must be the
-/// one `heatmap_png` draws, byte for byte, including maps whose tick labels are wider
+/// A dump paints each head onto a copy of one pre-drawn frame and codes only what the head
+/// drew: every picture must decode to the pixels `heatmap_png` draws, including maps whose tick labels are wider
 /// than the frame's (drawn whole), pooled long inputs, a pair's labels and another colormap.
 #[test]
 fn pictures_drawn_on_a_frame_equal_pictures_drawn_whole() -> Result<(), RenderError> {
@@ -423,7 +423,7 @@ fn pictures_drawn_on_a_frame_equal_pictures_drawn_whole() -> Result<(), RenderEr
             let title = format!("model · layer {index} · head {}", index * 11);
             let whole = heatmap_png(&values, n, n, &HeatmapOptions { title: &title, scale, ..base })?;
             let framed = frame.png(&values, &title, scale)?;
-            assert!(framed == whole, "{n} tokens, peak {peak}: the framed picture differs from the whole one");
+            assert!(decode(&framed) == decode(&whole), "{n} tokens, peak {peak}: the framed picture differs from the whole one");
         }
     }
     Ok(())
