@@ -18,6 +18,13 @@
 # transformers 5 nests in "rope_parameters": copy it up, or its maps are off by
 # 0.65). Both rows then run interleaved on the same text.
 #
+# Set ATTNMAP_BASELINE to an older attnmap binary to run its `dump` interleaved
+# with this build's, same text, same runs. Issue 10's "today" (1.36 s, 710 MiB)
+# is commit cbca7eb:
+#   git worktree add ../attnmap-cbca7eb cbca7eb
+#   cargo build --release --manifest-path ../attnmap-cbca7eb/Cargo.toml
+#   ATTNMAP_BASELINE=../attnmap-cbca7eb/target/release/attnmap benches/gguf.sh 5
+#
 # `show` keeps one head and computes attention in query blocks, so its peak
 # grows with seq x block plus the one map kept (seq^2 floats), not with every
 # head's [heads, seq, seq]. The 8,192-token row runs layer 1 only (`show
@@ -52,12 +59,21 @@ dump_row() {
 }
 if [ -n "${CANDLE_MI_BIN:-}" ]; then
   [ -x "$CANDLE_MI_BIN" ] && [ -f "${CANDLE_MI_MODEL:-}/model.safetensors" ] || { echo "CANDLE_MI_BIN must be executable and CANDLE_MI_MODEL a folder with model.safetensors" >&2; exit 2; }
-  for _ in 1 2; do
-    dump_row
-    measure "candle-mi 0.2.2, all 270 patterns, array only" "$CANDLE_MI_BIN" "$CANDLE_MI_MODEL" "$work/text104.txt" "$work/cmi.npy"
-  done
-else
-  dump_row
+fi
+if [ -n "${ATTNMAP_BASELINE:-}" ]; then
+  [ -x "$ATTNMAP_BASELINE" ] || { echo "ATTNMAP_BASELINE must be an attnmap binary" >&2; exit 2; }
+fi
+baseline_row() {
+  [ -z "${ATTNMAP_BASELINE:-}" ] || measure "baseline $(basename "$(dirname "$(dirname "$(dirname "$ATTNMAP_BASELINE")")")"), same dump" "$ATTNMAP_BASELINE" -q dump --file "$work/text104.txt" --model "$gguf" --out "$work/out"
+}
+candle_mi_row() {
+  [ -z "${CANDLE_MI_BIN:-}" ] || measure "candle-mi 0.2.2, all 270 patterns, array only" "$CANDLE_MI_BIN" "$CANDLE_MI_MODEL" "$work/text104.txt" "$work/cmi.npy"
+}
+dump_row
+if [ -n "${ATTNMAP_BASELINE:-}${CANDLE_MI_BIN:-}" ]; then
+  baseline_row; candle_mi_row
+  # Again in the other order, so no side always runs first.
+  candle_mi_row; baseline_row; dump_row
 fi
 text_of 128; text_of 2048; text_of 8192
 for n in 128 2048; do
