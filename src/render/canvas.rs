@@ -1,6 +1,6 @@
 //! The pixel buffer every picture is painted on, and its PNG encoding.
 
-use super::png::Template;
+use super::png::{Rect, Template};
 use super::text::TextBitmap;
 use super::RenderError;
 
@@ -106,9 +106,9 @@ impl Canvas {
         super::png::encode_rgb8(self.width, self.height, &self.pixels)
     }
 
-    /// What pictures equal to this one outside `drawn` (rectangles `(x0, y0, x1, y1)`)
-    /// share when encoded: see [`super::png::Template`].
-    pub fn template(&self, drawn: &[(u32, u32, u32, u32)]) -> Result<Template, RenderError> {
+    /// What pictures equal to this one outside the rectangles `drawn` share when
+    /// encoded: see [`super::png::Template`].
+    pub fn template(&self, drawn: &[Rect]) -> Result<Template, RenderError> {
         Template::new(self.width, self.height, &self.pixels, drawn)
     }
 

@@ -10,7 +10,7 @@ use super::style::{
 };
 use super::surface::{CellNames, Raster, Surface};
 use super::svg::Svg;
-use super::png::Template;
+use super::png::{Rect, Template};
 use super::text::Text;
 use super::RenderError;
 
@@ -352,10 +352,10 @@ impl HeatmapFrame {
     }
 }
 
-/// Where [`draw_map`] paints, as rectangles `(x0, y0, x1, y1)` (ends excluded, may reach
-/// past the picture): the title's line, the colour bar's ticks and caption (right of the
-/// bar, as far as they can reach above and below it), and the cells.
-fn drawn_rects(layout: &Layout, colorbar_x: u32, colorbar_height: u32) -> [(u32, u32, u32, u32); 3] {
+/// Where [`draw_map`] paints (the rectangles may reach past the picture): the title's
+/// line, the colour bar's ticks and caption (right of the bar, as far as they can reach
+/// above and below it), and the cells.
+fn drawn_rects(layout: &Layout, colorbar_x: u32, colorbar_height: u32) -> [Rect; 3] {
     let title = (0, MARGIN, layout.width, MARGIN + TITLE_PX.ceil() as u32);
     let top = layout.heatmap_y.saturating_sub(Colorbar::overhang() + 1);
     let bottom = layout.heatmap_y + colorbar_height + Colorbar::overhang() + 1;

@@ -36,6 +36,9 @@ pub(super) fn encode_rgb8(width: u32, height: u32, pixels: &[u8]) -> Result<Vec<
     Ok(png_file(width, height, &deflate.finish()))
 }
 
+/// A rectangle of pixels, `(x0, y0, x1, y1)`, the ends excluded.
+pub(super) type Rect = (u32, u32, u32, u32);
+
 /// What every picture drawn on one frame shares: outside a few rectangles its pixels
 /// are the frame's, so most of its filtered bytes (a byte depends on its pixel, the
 /// one left of it and the two above those) are known in advance. They are coded once,
@@ -69,8 +72,8 @@ struct Coded {
 
 impl Template {
     /// The template of pictures that equal `frame` (`width` x `height`, RGB8) except
-    /// inside `drawn`: rectangles `(x0, y0, x1, y1)`, ends excluded and clipped to the picture.
-    pub(super) fn new(width: u32, height: u32, frame: &[u8], drawn: &[(u32, u32, u32, u32)]) -> Result<Template, RenderError> {
+    /// inside the rectangles `drawn` (clipped to the picture).
+    pub(super) fn new(width: u32, height: u32, frame: &[u8], drawn: &[Rect]) -> Result<Template, RenderError> {
         let stride = check_size(width, height, frame)?;
         let zeros = vec![0u8; stride];
         let mut line = vec![0u8; stride];
@@ -125,7 +128,7 @@ impl Template {
 /// The pixel columns of row `y` whose filtered bytes a change inside `drawn` can
 /// reach: each rectangle widened by one pixel right and one row down (the Paeth
 /// filter reads the pixels left, above and above left), merged and in order.
-fn drawn_spans(y: u32, width: u32, drawn: &[(u32, u32, u32, u32)]) -> Vec<(u32, u32)> {
+fn drawn_spans(y: u32, width: u32, drawn: &[Rect]) -> Vec<(u32, u32)> {
     let mut spans: Vec<(u32, u32)> = drawn
         .iter()
         .filter(|&&(x0, y0, x1, y1)| x0 < x1 && y0 < y1 && y0 <= y && y <= y1 && x0 < width)
@@ -592,7 +595,7 @@ mod tests {
     /// overlapping, one pixel wide, reaching past the picture, and none at all.
     #[test]
     fn pictures_encoded_with_a_template_decode_to_their_pixels() {
-        let cases: [(u32, u32, &[(u32, u32, u32, u32)]); 7] = [
+        let cases: [(u32, u32, &[Rect]); 7] = [
             (40, 30, &[(5, 3, 20, 12)]),
             (40, 30, &[(0, 0, 40, 2), (30, 5, 40, 25), (8, 6, 29, 28)]),
             (40, 30, &[(0, 0, 1, 30), (39, 29, 40, 30)]),
