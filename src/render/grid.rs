@@ -155,7 +155,7 @@ impl GridPng {
     fn with_scale(layers: usize, heads: usize, seq: usize, opts: &GridOptions, shared_scale: Option<Scale>) -> Result<GridPng, RenderError> {
         let (mut text, plan) = plan(layers, heads, seq, opts, shared_scale)?;
         let mut raster = Raster::new(plan.width, plan.height, BACKGROUND);
-        draw_header(&mut raster, &mut text, &plan.title, plan.subtitle.as_deref().map(|s| (s, !plan.title.is_empty())));
+        draw_header(&mut raster, &mut text, &plan.title, plan.subtitle.as_deref());
         Ok(GridPng { plan, text, raster })
     }
 
@@ -200,7 +200,7 @@ impl GridSvg {
         if layers.saturating_mul(heads).saturating_mul(seq).saturating_mul(seq) > MAX_RECT_CELLS {
             svg.force_images();
         }
-        draw_header(&mut svg, &mut text, &plan.title, plan.subtitle.as_deref().map(|s| (s, !plan.title.is_empty())));
+        draw_header(&mut svg, &mut text, &plan.title, plan.subtitle.as_deref());
         Ok(GridSvg { plan, text, svg, labels: opts.labels.to_vec() })
     }
 
@@ -490,7 +490,7 @@ mod tests {
         let shared_scale = check_values(values, layers, heads, seq, opts).unwrap();
         let (mut text, plan) = plan(layers, heads, seq, opts, shared_scale).unwrap();
         let mut raster = Raster::new(plan.width, plan.height, BACKGROUND);
-        draw_header(&mut raster, &mut text, &plan.title, plan.subtitle.as_deref().map(|s| (s, !plan.title.is_empty())));
+        draw_header(&mut raster, &mut text, &plan.title, plan.subtitle.as_deref());
         for (index, tile_values) in values.chunks_exact(seq * seq).enumerate() {
             let (layer, head) = (index / heads, index % heads);
             let x = plan.grid_x + head as u32 * plan.pitch;

@@ -167,7 +167,7 @@ fn prepare(values: &[f32], rows: usize, cols: usize, opts: &HeatmapOptions) -> R
 }
 
 fn draw(surface: &mut dyn Surface, text: &mut Text, values: &[f32], opts: &HeatmapOptions, plan: &Plan) {
-    draw_header(surface, text, &plan.title, plan.subtitle.as_deref().map(|s| (s, !plan.title.is_empty())));
+    draw_header(surface, text, &plan.title, plan.subtitle.as_deref());
     draw_cells(surface, values, opts, plan);
     draw_labels(surface, text, opts, plan);
     plan.colorbar.draw_bar(surface, plan.colorbar_x, plan.layout.heatmap_y, plan.colorbar_height);
@@ -179,7 +179,9 @@ fn draw(surface: &mut dyn Surface, text: &mut Text, values: &[f32], opts: &Heatm
 /// gradient. [`draw_map`] paints the rest; no part of one overlaps a part of the other,
 /// so on a raster the two give [`draw`]'s pixels in either order.
 fn draw_frame(surface: &mut dyn Surface, text: &mut Text, opts: &HeatmapOptions, plan: &Plan) {
-    draw_header(surface, text, "", plan.subtitle.as_deref().map(|s| (s, !plan.title.is_empty())));
+    if let Some(subtitle) = &plan.subtitle {
+        draw_subtitle(surface, text, subtitle, !plan.title.is_empty());
+    }
     draw_labels(surface, text, opts, plan);
     plan.colorbar.draw_bar(surface, plan.colorbar_x, plan.layout.heatmap_y, plan.colorbar_height);
 }
@@ -420,24 +422,19 @@ pub(super) fn header_width(text: &Text, title: &str, subtitle: Option<&str>) -> 
 }
 
 /// Title and subtitle at the top left; the caller has already shortened them.
-/// `subtitle` is `(text, below a title)`: it sits under the title's line when there is
-/// one, whether or not the title is drawn in the same call.
-pub(super) fn draw_header(
-    surface: &mut dyn Surface,
-    text: &mut Text,
-    title: &str,
-    subtitle: Option<(&str, bool)>,
-) {
-    let mut y = MARGIN;
+pub(super) fn draw_header(surface: &mut dyn Surface, text: &mut Text, title: &str, subtitle: Option<&str>) {
     if !title.is_empty() {
-        surface.text(text, title, TITLE_PX, i64::from(MARGIN), i64::from(y), INK, Orientation::Horizontal);
+        surface.text(text, title, TITLE_PX, i64::from(MARGIN), i64::from(MARGIN), INK, Orientation::Horizontal);
     }
-    if let Some((subtitle, below_title)) = subtitle {
-        if below_title {
-            y += TITLE_PX.ceil() as u32 + 4;
-        }
-        surface.text(text, subtitle, SUBTITLE_PX, i64::from(MARGIN), i64::from(y), MUTED_INK, Orientation::Horizontal);
+    if let Some(subtitle) = subtitle {
+        draw_subtitle(surface, text, subtitle, !title.is_empty());
     }
+}
+
+/// The subtitle, under the title's line when there is a title (drawn or not).
+fn draw_subtitle(surface: &mut dyn Surface, text: &mut Text, subtitle: &str, below_title: bool) {
+    let y = if below_title { MARGIN + TITLE_PX.ceil() as u32 + 4 } else { MARGIN };
+    surface.text(text, subtitle, SUBTITLE_PX, i64::from(MARGIN), i64::from(y), MUTED_INK, Orientation::Horizontal);
 }
 
 /// Token labels to draw along an axis: every `step`-th, so neighbours never overlap.
