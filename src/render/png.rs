@@ -200,10 +200,7 @@ fn paeth(row: &[u8], above: &[u8], mut start: usize, end: usize, out: &mut [u8],
         return;
     }
     if start == 0 {
-        // The first pixel has no left neighbour: its predictor is the pixel above.
-        for ((o, &x), &b) in out[..3].iter_mut().zip(&row[..3]).zip(&above[..3]) {
-            *o = x.wrapping_sub(b);
-        }
+        first_pixel(row, above, out);
         deflate.bytes(&out[..3]);
         start = 3;
     }
@@ -221,10 +218,15 @@ fn paeth(row: &[u8], above: &[u8], mut start: usize, end: usize, out: &mut [u8],
 
 /// The Paeth filter of a whole row into `out`, plainly: what [`paeth`] codes.
 fn filter(row: &[u8], above: &[u8], out: &mut [u8]) {
+    first_pixel(row, above, out);
+    paeth_range(row, above, out, 3, row.len());
+}
+
+/// The filtered first pixel of a row: with no left neighbour, its predictor is the pixel above.
+fn first_pixel(row: &[u8], above: &[u8], out: &mut [u8]) {
     for ((o, &x), &b) in out[..3].iter_mut().zip(&row[..3]).zip(&above[..3]) {
         *o = x.wrapping_sub(b);
     }
-    paeth_range(row, above, out, 3, row.len());
 }
 
 /// Bytes compared at a time for [`paeth`]'s exact stretches: 32 pixels.
