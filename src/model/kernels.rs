@@ -314,20 +314,21 @@ unsafe fn norm_row_avx2(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out
     norm_row_generic(row, weight, bias, eps, out)
 }
 
-/// `values` summed in `LANES` partial sums, then the tail, then the lanes in order: a
-/// fixed order whatever width the compiler vectorises to.
+/// `f` of each of `values`, summed in `LANES` partial sums, then the tail, then the lanes
+/// in order: a fixed order whatever width the compiler vectorises to.
 #[inline(always)]
-fn lane_sum(values: impl Fn(usize) -> f32, len: usize) -> f32 {
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut sums = [0f32; LANES];
-    let whole = len - len % LANES;
-    for start in (0..whole).step_by(LANES) {
-        for (lane, s) in sums.iter_mut().enumerate() {
-            *s += values(start + lane);
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (s, &x) in sums.iter_mut().zip(chunk) {
+            *s += f(x);
         }
     }
     let mut sum = 0f32;
-    for index in whole..len {
-        sum += values(index);
+    for &x in tail {
+        sum += f(x);
     }
     for s in sums {
         sum += s;
@@ -338,11 +339,11 @@ fn lane_sum(values: impl Fn(usize) -> f32, len: usize) -> f32 {
 #[inline(always)]
 fn norm_row_generic(row: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
     let n = row.len() as f32;
-    let mean = lane_sum(|i| row[i], row.len()) / n;
+    let mean = lane_sum(row, |x| x) / n;
     for (o, &x) in out.iter_mut().zip(row) {
         *o = x - mean;
     }
-    let variance = lane_sum(|i| out[i] * out[i], out.len()) / n;
+    let variance = lane_sum(out, |x| x * x) / n;
     let inverse = 1.0 / (variance + eps).sqrt();
     for ((o, &w), &b) in out.iter_mut().zip(weight).zip(bias) {
         *o = *o * inverse * w + b;
@@ -411,18 +412,7 @@ fn softmax_row_generic(out: &mut [f32], scale: f32) {
     for o in out.iter_mut() {
         *o = exp(*o - max);
     }
-    let mut sums = [0f32; LANES];
-    let chunks = out.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (s, &x) in sums.iter_mut().zip(chunk) {
-            *s += x;
-        }
-    }
-    let mut sum = tail.iter().sum::<f32>();
-    for s in sums {
-        sum += s;
-    }
+    let sum = lane_sum(out, |x| x);
     // As PyTorch: one division, then a multiply per weight (a division each took a tenth
     // of the softmax's time).
     let inverse = 1.0 / sum;
