@@ -18,8 +18,8 @@
 # transformers 5 nests in "rope_parameters": copy it up, or its maps are off by
 # 0.65). Both rows then run interleaved on the same text.
 #
-# Set ATTNMAP_BASELINE to an older attnmap binary to run its `dump` interleaved
-# with this build's, same text, same runs. Issue 10's "today" (1.36 s, 710 MiB)
+# Set ATTNMAP_BASELINE to an older attnmap binary to run its `dump` beside this
+# build's on the same text, in both orders. Issue 10's "today" (1.36 s, 710 MiB)
 # is commit cbca7eb:
 #   git worktree add ../attnmap-cbca7eb cbca7eb
 #   cargo build --release --manifest-path ../attnmap-cbca7eb/Cargo.toml
@@ -64,7 +64,7 @@ if [ -n "${ATTNMAP_BASELINE:-}" ]; then
   [ -x "$ATTNMAP_BASELINE" ] || { echo "ATTNMAP_BASELINE must be an attnmap binary" >&2; exit 2; }
 fi
 baseline_row() {
-  [ -z "${ATTNMAP_BASELINE:-}" ] || measure "baseline $(basename "$(dirname "$(dirname "$(dirname "$ATTNMAP_BASELINE")")")"), same dump" "$ATTNMAP_BASELINE" -q dump --file "$work/text104.txt" --model "$gguf" --out "$work/out"
+  [ -z "${ATTNMAP_BASELINE:-}" ] || measure "baseline build (ATTNMAP_BASELINE), same dump" "$ATTNMAP_BASELINE" -q dump --file "$work/text104.txt" --model "$gguf" --out "$work/out"
 }
 candle_mi_row() {
   [ -z "${CANDLE_MI_BIN:-}" ] || measure "candle-mi 0.2.2, all 270 patterns, array only" "$CANDLE_MI_BIN" "$CANDLE_MI_MODEL" "$work/text104.txt" "$work/cmi.npy"

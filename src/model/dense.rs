@@ -11,8 +11,8 @@
 //!
 //! Rounding: PyTorch computes `(x W^T + b) + residual`; this is
 //! `(residual + b) + x W^T`, the same sum in another order (a few ulp, far
-//! inside the 1e-5 the references are held to). The kernel splits the output, not the sums, across
-//! threads, so the bits do not depend on the thread count.
+//! inside the 1e-5 the references are held to). The kernel splits the output,
+//! not the sums, across threads, so the bits do not depend on the thread count.
 
 use candle_core::{CpuStorage, Device, Tensor};
 use candle_nn::Linear;

@@ -310,7 +310,7 @@ impl HeatmapFrame {
     }
 
     /// [`heatmap_png`] of `values` with this frame's options and `title` and `scale`:
-    /// the same bytes, from a copy of the frame when the map's layout is the frame's (a
+    /// the same pixels, from a copy of the frame when the map's layout is the frame's (a
     /// wider tick label or title can move things: then it is drawn whole).
     pub fn png(&self, values: &[f32], title: &str, scale: Scale) -> Result<Vec<u8>, RenderError> {
         let opts = HeatmapOptions {
