@@ -22,12 +22,11 @@ use crate::error::{Error, Result};
 use crate::output::npy::NpyReader;
 use crate::output::{write_staged, NpyWriter};
 use crate::render::html::PackedMaps;
-use crate::render::{Colormap, GridOptions, GridPng, GridSvg, GridTile, Mask, Scale};
+use crate::render::{Colormap, GridOptions, GridPng, GridSvg, GridTile, HeatmapFrame, Mask, Scale};
 use crate::tokenize::Encoded;
 
 use super::views::{picture as view_picture, scale_of, Axis};
 use super::{head_scale, head_title, map_frame, map_picture, Picture};
-use crate::render::HeatmapFrame;
 
 /// What a dump writes, decided before the forward pass.
 pub(super) struct DumpPlan<'a> {
